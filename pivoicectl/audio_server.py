@@ -1,0 +1,230 @@
+"""The PulseAudio-protocol edge: everything pivoicectl asks pipewire-pulse, via pulsectl.
+
+All pulsectl calls live here and come out as plain dataclasses, so the commands and
+their tests never see pulsectl objects, and a dead or missing server is always one
+`UserError` with a hint instead of a traceback from deep inside libpulse.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from pivoicectl import paths
+from pivoicectl.errors import UserError
+
+EC_GROUP_PREFIX = "echo-cancel"
+NOT_RUNNING_HINT = (
+    "start it with `systemctl --user start pipewire pipewire-pulse wireplumber`, "
+    "or try the simulated room: `eval $(pivoicectl sim up)`"
+)
+
+
+@dataclass(frozen=True)
+class Node:
+    """A source or sink as the audio server describes it."""
+
+    name: str
+    description: str
+    kind: str  # "source" or "sink"
+    index: int
+    rate: int
+    channels: int
+    state: str
+    default: bool = False
+    monitor: bool = False
+    echo_cancelled: bool = False
+    properties: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_dict(self, with_properties: bool = False) -> dict[str, Any]:
+        d = {
+            "name": self.name,
+            "description": self.description,
+            "index": self.index,
+            "rate": self.rate,
+            "channels": self.channels,
+            "state": self.state,
+            "default": self.default,
+            "monitor": self.monitor,
+            "echo_cancelled": self.echo_cancelled,
+        }
+        if with_properties:
+            d["properties"] = dict(self.properties)
+        return d
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    server_name: str
+    server_version: str
+    pipewire_version: str | None
+    default_sink: str
+    default_source: str
+    server: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "server_name": self.server_name,
+            "server_version": self.server_version,
+            "pipewire_version": self.pipewire_version,
+            "default_sink": self.default_sink,
+            "default_source": self.default_source,
+            "server": self.server,
+        }
+
+
+def parse_pipewire_version(server_name: str) -> str | None:
+    """'PulseAudio (on PipeWire 1.4.2)' -> '1.4.2'; None for a real PulseAudio."""
+    m = re.search(r"PipeWire (\d+\.\d+\.\d+)", server_name)
+    return m.group(1) if m else None
+
+
+def is_echo_cancelled(proplist: dict[str, str], name: str) -> bool:
+    group = proplist.get("node.group", "") or proplist.get("node.link-group", "")
+    return group.startswith(EC_GROUP_PREFIX) or name == "source_ec"
+
+
+def _state(value: object) -> str:
+    text = str(value)
+    m = re.search(r"=(\w+)>", text)
+    return m.group(1) if m else text
+
+
+def server_address() -> str:
+    sock = paths.pulse_socket()
+    return str(sock) if sock else "(no XDG_RUNTIME_DIR or PULSE_SERVER set)"
+
+
+class AudioServer:
+    """An open connection to pipewire-pulse."""
+
+    def __init__(self, pulse: Any, address: str) -> None:
+        self._pulse = pulse
+        self.address = address
+
+    @classmethod
+    @contextmanager
+    def connect(
+        cls, server: str | None = None, timeout_s: float = 2.0, env: dict[str, str] | None = None
+    ) -> Iterator[AudioServer]:
+        """Connect, or raise UserError saying that the server is not running and how to start it."""
+        import pulsectl
+
+        if server is None and env is not None:
+            server = env.get("PULSE_SERVER")
+        address = server or server_address()
+        pulse = pulsectl.Pulse("pivoicectl", server=server, connect=False)
+        try:
+            try:
+                pulse.connect(autospawn=False, wait=False, timeout=timeout_s)
+            except (pulsectl.PulseError, OSError) as e:
+                raise UserError(
+                    f"pipewire-pulse is not running (cannot connect to {address})",
+                    NOT_RUNNING_HINT,
+                ) from e
+            try:
+                yield cls(pulse, address)
+            except pulsectl.PulseError as e:
+                raise UserError(
+                    f"the audio server stopped answering ({e})", NOT_RUNNING_HINT
+                ) from e
+        finally:
+            pulse.close()
+
+    def info(self) -> ServerInfo:
+        si = self._pulse.server_info()
+        return ServerInfo(
+            server_name=si.server_name,
+            server_version=si.server_version,
+            pipewire_version=parse_pipewire_version(si.server_name),
+            default_sink=si.default_sink_name or "",
+            default_source=si.default_source_name or "",
+            server=self.address,
+        )
+
+    def _node(self, obj: Any, kind: str, default_name: str) -> Node:
+        props = {str(k): str(v) for k, v in dict(obj.proplist).items()}
+        monitor = kind == "source" and getattr(obj, "monitor_of_sink", 0xFFFFFFFF) != 0xFFFFFFFF
+        return Node(
+            name=obj.name,
+            description=obj.description or "",
+            kind=kind,
+            index=int(obj.index),
+            rate=int(obj.sample_spec.rate),
+            channels=int(obj.channel_count),
+            state=_state(obj.state),
+            default=obj.name == default_name,
+            monitor=monitor,
+            echo_cancelled=is_echo_cancelled(props, obj.name),
+            properties=props,
+        )
+
+    def sources(self) -> list[Node]:
+        default = self._pulse.server_info().default_source_name
+        return [self._node(s, "source", default) for s in self._pulse.source_list()]
+
+    def sinks(self) -> list[Node]:
+        default = self._pulse.server_info().default_sink_name
+        return [self._node(s, "sink", default) for s in self._pulse.sink_list()]
+
+    def find(self, name: str, kind: str) -> Node | None:
+        nodes = self.sources() if kind == "source" else self.sinks()
+        return next((n for n in nodes if n.name == name), None)
+
+    def client_names(self) -> list[str]:
+        return [c.proplist.get("application.name", c.name) for c in self._pulse.client_list()]
+
+    def streams_linked(self, captures: dict[str, str], playbacks: dict[str, str]) -> bool:
+        """True if each named capture stream reads from, and each playback stream plays
+        into, the named node; the way to tell that the session manager did its linking."""
+        sources = {s.index: s.name for s in self._pulse.source_list()}
+        sinks = {s.index: s.name for s in self._pulse.sink_list()}
+        got_c = {
+            so.proplist.get("node.name"): sources.get(so.source)
+            for so in self._pulse.source_output_list()
+        }
+        got_p = {
+            si.proplist.get("node.name"): sinks.get(si.sink) for si in self._pulse.sink_input_list()
+        }
+        return all(got_c.get(k) == v for k, v in captures.items()) and all(
+            got_p.get(k) == v for k, v in playbacks.items()
+        )
+
+    def _set_default(self, kind: str, name: str, timeout_s: float) -> None:
+        node = self.find(name, kind)
+        if node is None:
+            raise UserError(f"no {kind} named {name!r}", "list them with `pivoicectl devices`")
+        obj = next(
+            o
+            for o in (self._pulse.source_list() if kind == "source" else self._pulse.sink_list())
+            if o.name == name
+        )
+        if kind == "source":
+            self._pulse.source_default_set(obj)
+        else:
+            self._pulse.sink_default_set(obj)
+        # The change is asynchronous in PipeWire: read back until it shows.
+        deadline = time.monotonic() + timeout_s
+        while True:
+            info = self.info()
+            current = info.default_source if kind == "source" else info.default_sink
+            if current == name:
+                return
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"the default {kind} is still {current!r} {timeout_s:.0f} s after "
+                    f"setting it to {name!r}",
+                    "is WirePlumber running? check with `pivoicectl doctor`",
+                    exit_code=1,
+                )
+            time.sleep(0.05)
+
+    def set_default_source(self, name: str, timeout_s: float = 5.0) -> None:
+        self._set_default("source", name, timeout_s)
+
+    def set_default_sink(self, name: str, timeout_s: float = 5.0) -> None:
+        self._set_default("sink", name, timeout_s)

@@ -1,0 +1,340 @@
+"""A private PipeWire + WirePlumber + pipewire-pulse, started in its own directory.
+
+The instance owns a root directory with its own runtime dir (sockets, session D-Bus),
+config home and state home, so it never touches the user's real session. Its processes
+are started detached and recorded in `instance.json`, so a later `pivoicectl` process
+(`sim down`, `sim restart` from `setup`) can find and stop them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pivoicectl.errors import UserError
+from pivoicectl.sim import room as roomlib
+from pivoicectl.wavfile import write_wav
+
+DAEMONS = ("pipewire", "wireplumber", "pipewire-pulse")
+REQUIRED_BINARIES = {
+    "pipewire": "pipewire",
+    "wireplumber": "wireplumber",
+    "pipewire-pulse": "pipewire-pulse",
+    "dbus-daemon": "dbus-daemon",
+}
+
+
+def default_root() -> Path:
+    """Short, per-user default: unix socket paths must stay under 108 bytes."""
+    env = os.environ.get("PIVOICECTL_SIM_DIR")
+    return Path(env) if env else Path(f"/tmp/pivoicectl-sim-{os.getuid()}")
+
+
+@dataclass(frozen=True)
+class SimPaths:
+    """Where one simulated room keeps everything."""
+
+    root: Path
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def ir_wav(self) -> Path:
+        return self.root / "room-ir.wav"
+
+    @property
+    def instance_file(self) -> Path:
+        return self.root / "instance.json"
+
+    @property
+    def room_conf(self) -> Path:
+        return self.config / "pipewire" / "pipewire.conf.d" / roomlib.ROOM_CONF_NAME
+
+    @property
+    def pulse_socket(self) -> Path:
+        return self.run / "pulse" / "native"
+
+    @property
+    def pipewire_socket(self) -> Path:
+        return self.run / "pipewire-0"
+
+    @property
+    def bus(self) -> Path:
+        return self.run / "bus"
+
+
+def environment(paths: SimPaths) -> dict[str, str]:
+    """The variables that point every audio client (and pivoicectl) at the room."""
+    restart = shlex.join(
+        [sys.executable, "-m", "pivoicectl", "sim", "restart", "--dir", str(paths.root)]
+    )
+    return {
+        "XDG_RUNTIME_DIR": str(paths.run),
+        "XDG_CONFIG_HOME": str(paths.config),
+        "XDG_STATE_HOME": str(paths.state),
+        "PIPEWIRE_RUNTIME_DIR": str(paths.run),
+        "PULSE_SERVER": f"unix:{paths.pulse_socket}",
+        "DBUS_SESSION_BUS_ADDRESS": f"unix:path={paths.bus}",
+        "PIVOICECTL_SIM_DIR": str(paths.root),
+        "PIVOICECTL_RESTART_CMD": restart,
+    }
+
+
+def _daemon_env(paths: SimPaths) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PULSE_", "PIPEWIRE_"))}
+    env.update(environment(paths))
+    env.pop("PULSE_SERVER")  # pipewire-pulse must not try to reach itself
+    env.pop("PIPEWIRE_RUNTIME_DIR")
+    env.pop("PIVOICECTL_RESTART_CMD")
+    env["PIPEWIRE_DEBUG"] = env.get("PIVOICECTL_SIM_DEBUG", "2")
+    # Without this, PipeWire as root warns about and tries realtime scheduling via D-Bus.
+    env.setdefault("PIPEWIRE_LOG_SYSTEMD", "false")
+    return env
+
+
+def missing_binaries() -> list[str]:
+    return [pkg for exe, pkg in REQUIRED_BINARIES.items() if shutil.which(exe) is None]
+
+
+def _alive(pid: int, name: str) -> bool:
+    """True if `pid` runs and is still the program we started (pids get reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    # zombie processes ("Z") are not running
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False
+    return os.path.basename(cmdline) == name
+
+
+def read_instance(paths: SimPaths) -> dict:
+    try:
+        return json.loads(paths.instance_file.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_instance(paths: SimPaths, data: dict) -> None:
+    tmp = paths.instance_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, paths.instance_file)
+
+
+def running_daemons(paths: SimPaths) -> dict[str, bool]:
+    pids = read_instance(paths).get("pids", {})
+    return {name: bool(pids.get(name)) and _alive(pids[name], name) for name in DAEMONS}
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float, what: str, paths: SimPaths) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise UserError(
+        f"the simulated room did not come up: {what} after {timeout_s:.0f} s",
+        f"see the logs in {paths.logs}",
+        exit_code=1,
+    )
+
+
+def _spawn(paths: SimPaths, name: str, args: list[str]) -> int:
+    log = open(paths.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        proc = subprocess.Popen(
+            args,
+            env=_daemon_env(paths),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=paths.root,
+        )
+    finally:
+        log.close()
+    return proc.pid
+
+
+def _start_dbus(paths: SimPaths) -> int:
+    if paths.bus.exists():
+        paths.bus.unlink()
+    out = subprocess.run(
+        [
+            "dbus-daemon",
+            "--session",
+            f"--address=unix:path={paths.bus}",
+            "--fork",
+            "--print-pid",
+            "--nopidfile",
+        ],
+        env=_daemon_env(paths),
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise UserError(
+            f"could not start a session D-Bus for the room: {out.stderr.strip()[:200]}",
+            "install dbus-daemon (scripts/install-system-deps.sh)",
+            exit_code=1,
+        )
+    return int(out.stdout.split()[0])
+
+
+def _room_ready(paths: SimPaths) -> bool:
+    """True once WirePlumber has linked the echo path and the mic into the room."""
+    from pivoicectl.audio_server import AudioServer
+
+    try:
+        with AudioServer.connect(env=environment(paths), timeout_s=1.0) as server:
+            return server.streams_linked(
+                {
+                    roomlib.ECHO_IN: f"{roomlib.SPEAKER}.monitor",
+                    roomlib.MIC_IN: f"{roomlib.AIR}.monitor",
+                },
+                {roomlib.ECHO_OUT: roomlib.AIR},
+            )
+    except UserError:
+        return False
+
+
+def start_daemons(paths: SimPaths, timeout_s: float = 20.0) -> dict[str, int]:
+    """Start pipewire, then wireplumber and pipewire-pulse; wait until the room is linked."""
+    pids = {"pipewire": _spawn(paths, "pipewire", ["pipewire"])}
+    _wait(paths.pipewire_socket.exists, timeout_s, "no PipeWire socket", paths)
+    pids["wireplumber"] = _spawn(paths, "wireplumber", ["wireplumber"])
+    pids["pipewire-pulse"] = _spawn(paths, "pipewire-pulse", ["pipewire-pulse"])
+    data = read_instance(paths)
+    data["pids"] = pids
+    _write_instance(paths, data)
+    _wait(paths.pulse_socket.exists, timeout_s, "no pipewire-pulse socket", paths)
+    _wait(lambda: _room_ready(paths), timeout_s, "WirePlumber did not link the room", paths)
+    return pids
+
+
+def _terminate(pid: int, name: str, timeout_s: float = 5.0) -> None:
+    if not _alive(pid, name):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _alive(pid, name):
+        time.sleep(0.02)
+    if _alive(pid, name):
+        os.kill(pid, signal.SIGKILL)
+    # Reap our own children (the case inside one process, e.g. tests); ignore others.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def stop_daemons(paths: SimPaths) -> list[str]:
+    """Stop the audio daemons (not D-Bus); return the names that were running."""
+    data = read_instance(paths)
+    pids = data.get("pids", {})
+    stopped = []
+    for name in reversed(DAEMONS):
+        pid = pids.get(name)
+        if pid and _alive(pid, name):
+            _terminate(pid, name)
+            stopped.append(name)
+    data["pids"] = {}
+    if paths.instance_file.exists():
+        _write_instance(paths, data)
+    # Stale sockets would make clients believe a server is there.
+    for sock in (paths.pipewire_socket, paths.pulse_socket):
+        sock.unlink(missing_ok=True)
+    for lock in paths.run.glob("pipewire-0*.lock"):
+        lock.unlink(missing_ok=True)
+    return stopped
+
+
+def create(paths: SimPaths, room: roomlib.RoomSettings) -> None:
+    """Lay out the directory tree and write the room's config and impulse response."""
+    for d in (paths.root, paths.run):
+        d.mkdir(parents=True, exist_ok=True)
+        d.chmod(0o700)
+    for d in (paths.config, paths.state, paths.logs, paths.room_conf.parent):
+        d.mkdir(parents=True, exist_ok=True)
+    write_wav(paths.ir_wav, roomlib.impulse_response(room), room.rate)
+    tmp = paths.room_conf.with_suffix(".tmp")
+    tmp.write_text(roomlib.pipewire_config(room, paths.ir_wav))
+    os.replace(tmp, paths.room_conf)
+    data = read_instance(paths)
+    data["room"] = room.to_dict()
+    _write_instance(paths, data)
+
+
+def up(paths: SimPaths, room: roomlib.RoomSettings, timeout_s: float = 20.0) -> dict[str, int]:
+    missing = missing_binaries()
+    if missing:
+        raise UserError(
+            f"missing programs for the simulated room: {', '.join(missing)}",
+            "run `sudo scripts/install-system-deps.sh` or "
+            "`sudo apt-get install pipewire pipewire-pulse wireplumber dbus-daemon`",
+        )
+    if any(running_daemons(paths).values()):
+        raise UserError(
+            f"a simulated room is already running in {paths.root}",
+            "use it, or stop it with `pivoicectl sim down` first",
+        )
+    create(paths, room)
+    data = read_instance(paths)
+    dbus_pid = data.get("dbus_pid")
+    if not (dbus_pid and _alive(dbus_pid, "dbus-daemon")):
+        data["dbus_pid"] = _start_dbus(paths)
+        _write_instance(paths, data)
+    try:
+        return start_daemons(paths, timeout_s)
+    except BaseException:
+        down(paths, remove=False)
+        raise
+
+
+def restart(paths: SimPaths, timeout_s: float = 20.0) -> dict[str, int]:
+    """What `systemctl --user restart pipewire pipewire-pulse wireplumber` does for a Pi."""
+    if not paths.instance_file.exists():
+        raise UserError(f"no simulated room in {paths.root}", "start one with `pivoicectl sim up`")
+    stop_daemons(paths)
+    return start_daemons(paths, timeout_s)
+
+
+def down(paths: SimPaths, remove: bool = True) -> list[str]:
+    stopped = stop_daemons(paths)
+    data = read_instance(paths)
+    dbus_pid = data.get("dbus_pid")
+    if dbus_pid and _alive(dbus_pid, "dbus-daemon"):
+        _terminate(dbus_pid, "dbus-daemon")
+        stopped.append("dbus-daemon")
+    if remove and paths.instance_file.exists():
+        shutil.rmtree(paths.root, ignore_errors=True)
+    return stopped

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs the Debian packages pivoicectl's simulated room and tests need.
+#
+# PIVOICECTL_PW_GEN selects the PipeWire generation:
+#   backports (default) - PipeWire 1.4.x + WirePlumber 0.5 from bookworm-backports
+#                         (closest to Raspberry Pi OS trixie)
+#   bookworm            - PipeWire 0.3.65 + WirePlumber 0.4.13 (Debian bookworm)
+#   system              - whatever the distribution's default suite has
+# Run as root. Not root: prints what is missing and exits 1.
+set -euo pipefail
+
+gen="${PIVOICECTL_PW_GEN:-backports}"
+pw_pkgs=(pipewire pipewire-bin pipewire-pulse pipewire-alsa wireplumber
+         libpipewire-0.3-modules libspa-0.2-modules)
+other_pkgs=(dbus-daemon pulseaudio-utils libportaudio2 libasound2-plugins
+            espeak-ng sox python3-venv)
+
+missing=()
+for p in "${pw_pkgs[@]}" "${other_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+want_version() {
+  # prints the installed pipewire version, or nothing
+  dpkg-query -W -f='${Version}' pipewire 2>/dev/null || true
+}
+
+installed="$(want_version)"
+case "$gen" in
+  backports) [[ "$installed" == 1.* ]] || missing+=(pipewire) ;;
+  bookworm)  [[ "$installed" == 0.3.* ]] || missing+=(pipewire) ;;
+  system) ;;
+  *) echo "PIVOICECTL_PW_GEN must be backports, bookworm or system (got '$gen')" >&2; exit 2 ;;
+esac
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "system packages: all present (pipewire $installed)"
+  exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "missing Debian packages: ${missing[*]}" >&2
+  echo "run as root: sudo PIVOICECTL_PW_GEN=$gen $0" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+target=()
+if [[ "$gen" == backports ]]; then
+  if [[ "$codename" == bookworm ]]; then
+    echo "deb http://deb.debian.org/debian bookworm-backports main" \
+      > /etc/apt/sources.list.d/pivoicectl-backports.list
+    target=(-t bookworm-backports)
+  fi
+fi
+apt-get update -qq
+if [[ "$gen" == bookworm ]]; then
+  # downgrade if a newer generation is installed
+  vers=()
+  for p in "${pw_pkgs[@]}"; do
+    v=$(apt-cache madison "$p" | awk -F'|' '$3 ~ /bookworm\/main/ && $3 !~ /backports/ {gsub(/ /,"",$2); print $2; exit}')
+    [[ -n "$v" ]] && vers+=("$p=$v") || vers+=("$p")
+  done
+  apt-get install -y -qq --allow-downgrades --no-install-recommends "${vers[@]}" "${other_pkgs[@]}"
+else
+  apt-get install -y -qq --no-install-recommends "${target[@]}" "${pw_pkgs[@]}"
+  apt-get install -y -qq --no-install-recommends "${other_pkgs[@]}"
+fi
+echo "system packages: installed (pipewire $(want_version))"
