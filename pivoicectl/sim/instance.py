@@ -8,6 +8,7 @@ are started detached and recorded in `instance.json`, so a later `pivoicectl` pr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -251,10 +252,8 @@ def _terminate(pid: int, name: str, timeout_s: float = 5.0) -> None:
     if _alive(pid, name):
         os.kill(pid, signal.SIGKILL)
     # Reap our own children (the case inside one process, e.g. tests); ignore others.
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def stop_daemons(paths: SimPaths) -> list[str]:
@@ -314,10 +313,21 @@ def up(paths: SimPaths, room: roomlib.RoomSettings, timeout_s: float = 20.0) -> 
         data["dbus_pid"] = _start_dbus(paths)
         _write_instance(paths, data)
     try:
-        return start_daemons(paths, timeout_s)
+        pids = start_daemons(paths, timeout_s)
+        _choose_mic(paths)
+        return pids
     except BaseException:
         down(paths, remove=False)
         raise
+
+
+def _choose_mic(paths: SimPaths) -> None:
+    """Make the simulated mic the configured default source, as a USB mic on a Pi is."""
+    from pivoicectl.audio_server import AudioServer
+
+    with AudioServer.connect(env=environment(paths)) as server:
+        server.set_default_source(roomlib.MIC)
+        server.set_default_sink(roomlib.SPEAKER)
 
 
 def restart(paths: SimPaths, timeout_s: float = 20.0) -> dict[str, int]:
