@@ -1,0 +1,187 @@
+"""`pivoicectl doctor`: gather facts about the audio stack, judge them, optionally fix.
+
+The verdicts live in `pivoicectl.doctor_rules` (pure); this module only looks at the
+machine, applies the safe fixes and renders.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from pivoicectl import paths, restart, wireplumber_state
+from pivoicectl import render as output
+from pivoicectl.audio_server import AudioServer
+from pivoicectl.doctor_rules import FAIL, PASS, SAFE_FIXES, SKIP, WARN, Check, Facts, evaluate
+from pivoicectl.echo_config import SINK_NAME, SOURCE_NAME
+from pivoicectl.errors import UserError
+
+
+@dataclass
+class DoctorReport:
+    checks: list[Check]
+    fixed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != FAIL for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checks": [
+                {"id": c.id, "title": c.title, "status": c.status, "detail": c.detail, "fix": c.fix}
+                for c in self.checks
+            ],
+            "fixed": self.fixed,
+        }
+
+
+def _socket_accepts(path: str | None) -> bool:
+    if not path or not os.path.exists(path):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        try:
+            s.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def _linger(user: str) -> bool | None:
+    if shutil.which("loginctl") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["loginctl", "show-user", user, "-p", "Linger", "--value"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() == "yes"
+
+
+def _api_key_present() -> bool:
+    if os.environ.get("OPENAI_API_KEY", "").strip():
+        return True
+    try:
+        data = tomllib.loads(paths.user_config_file().read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return bool(str(data.get("api_key", "")).strip())
+
+
+def gather() -> Facts:
+    sock = paths.pipewire_socket()
+    f = Facts(
+        pipewire_socket=str(sock) if sock else None,
+        pipewire_reachable=_socket_accepts(str(sock) if sock else None),
+        config_path=str(paths.echo_cancel_conf()),
+        persisted_file=str(paths.wireplumber_default_nodes()),
+        persisted=wireplumber_state.persisted_defaults(),
+        api_key_present=_api_key_present(),
+        restart_command=restart.plan().command,
+    )
+    try:
+        f.config_text = paths.echo_cancel_conf().read_text()
+    except FileNotFoundError:
+        f.config_text = None
+    except (OSError, UnicodeDecodeError) as e:
+        f.config_text = f"(unreadable: {e})"
+    try:
+        with AudioServer.connect(timeout_s=2.0) as server:
+            info = server.info()
+            f.server_name = info.server_name
+            f.pipewire_version = info.pipewire_version
+            f.default_source, f.default_sink = info.default_source, info.default_sink
+            f.sources = [n.name for n in server.sources()]
+            f.sinks = [n.name for n in server.sinks()]
+            f.wireplumber_running = "WirePlumber" in server.client_names()
+    except UserError as e:
+        f.pulse_error = e.message
+    try:
+        from pivoicectl.portaudio import list_devices
+
+        devices = list_devices()
+        f.portaudio_names = [d.name for d in devices]
+        f.portaudio_default_input = next((d.name for d in devices if d.default_input), None)
+    except UserError as e:
+        f.portaudio_error = e.message
+    f.systemd_user = restart.systemd_user_manager_running()
+    try:
+        f.user = getpass.getuser()
+    except (KeyError, OSError):
+        f.user = str(os.getuid())
+    if f.systemd_user:
+        f.linger = _linger(f.user)
+    return f
+
+
+def _apply_fixes(checks: list[Check]) -> list[str]:
+    failing = {c.id for c in checks if c.status in (FAIL, WARN) and c.id in SAFE_FIXES}
+    fixed: list[str] = []
+    if not failing:
+        return fixed
+    with AudioServer.connect() as server:
+        if failing & {"default-source", "default-persisted"}:
+            server.set_default_source(SOURCE_NAME)
+            fixed.append(f"set the default source to {SOURCE_NAME}")
+        if "default-sink" in failing:
+            server.set_default_sink(SINK_NAME)
+            fixed.append(f"set the default sink to {SINK_NAME}")
+    wireplumber_state.wait_persisted(wireplumber_state.SOURCE_KEY, SOURCE_NAME, timeout_s=3.0)
+    return fixed
+
+
+def doctor(fix: bool = False) -> DoctorReport:
+    checks = evaluate(gather())
+    if not fix:
+        return DoctorReport(checks)
+    fixed = _apply_fixes(checks)
+    return DoctorReport(evaluate(gather()) if fixed else checks, fixed)
+
+
+_STYLE = {
+    PASS: "[green]pass[/]",
+    WARN: "[yellow]warn[/]",
+    FAIL: "[bold red]FAIL[/]",
+    SKIP: "[dim]skip[/]",
+}
+
+
+def render(report: DoctorReport, json_out: bool) -> None:
+    if json_out:
+        output.print_json(report)
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title="pivoicectl doctor", title_justify="left", show_lines=False)
+    t.add_column("check")
+    t.add_column("status")
+    t.add_column("detail / fix")
+    for c in report.checks:
+        text = escape(c.detail)
+        if c.fix and c.status in (FAIL, WARN):
+            text += f"\n[bold]fix:[/] {escape(c.fix)}"
+        t.add_row(c.id, _STYLE[c.status], text)
+    c = output.out()
+    c.print(t)
+    for f in report.fixed:
+        c.print(f"[green]fixed:[/] {f}")
+    fails = sum(1 for ch in report.checks if ch.status == FAIL)
+    warns = sum(1 for ch in report.checks if ch.status == WARN)
+    if fails:
+        c.print(f"[bold red]{fails} check(s) failed[/], {warns} warning(s)")
+    else:
+        c.print(f"[green]no check failed[/] ({warns} warning(s))")

@@ -1,0 +1,331 @@
+"""Doctor's verdicts: pure rules from gathered facts to checks with exact fixes.
+
+Gathering (sockets, pulsectl, files, loginctl) happens in `commands/doctor.py`; keeping
+the rules pure lets every verdict be unit-tested from a hand-made `Facts`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pivoicectl import echo_config
+from pivoicectl.echo_config import SINK_NAME, SOURCE_NAME
+
+PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    title: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class Facts:
+    """Everything doctor looked at; None means 'could not be found out'."""
+
+    pipewire_socket: str | None = None
+    pipewire_reachable: bool = False
+    pulse_error: str | None = None
+    server_name: str | None = None
+    pipewire_version: str | None = None
+    wireplumber_running: bool | None = None
+    config_path: str = ""
+    config_text: str | None = None
+    sources: list[str] = field(default_factory=list)
+    sinks: list[str] = field(default_factory=list)
+    default_source: str | None = None
+    default_sink: str | None = None
+    persisted: dict[str, str] = field(default_factory=dict)
+    persisted_file: str = ""
+    portaudio_error: str | None = None
+    portaudio_names: list[str] = field(default_factory=list)
+    portaudio_default_input: str | None = None
+    systemd_user: bool = False
+    linger: bool | None = None
+    user: str = ""
+    api_key_present: bool = False
+    restart_command: str = "systemctl --user restart pipewire pipewire-pulse wireplumber"
+
+    @property
+    def pulse_ok(self) -> bool:
+        return self.pulse_error is None and "PipeWire" in (self.server_name or "")
+
+    @property
+    def uses_sink(self) -> bool:
+        """The 0.3 template: apps must play into sink_ec, so it must be the default sink."""
+        return bool(self.config_text and "monitor.mode = true" not in self.config_text)
+
+
+def _skip(id_: str, title: str, needs: str) -> Check:
+    return Check(id_, title, SKIP, f"needs {needs} to pass first")
+
+
+def evaluate(f: Facts) -> list[Check]:
+    checks: list[Check] = []
+    add = checks.append
+
+    # --- pipewire-running
+    t = "PipeWire daemon"
+    if f.pipewire_reachable:
+        add(Check("pipewire-running", t, PASS, f"listening on {f.pipewire_socket}"))
+    else:
+        add(
+            Check(
+                "pipewire-running",
+                t,
+                FAIL,
+                f"no PipeWire at {f.pipewire_socket or '(XDG_RUNTIME_DIR is not set)'}",
+                "systemctl --user enable --now pipewire pipewire-pulse wireplumber",
+            )
+        )
+
+    # --- pulse-compat
+    t = "PulseAudio compatibility (pipewire-pulse)"
+    if f.pulse_error:
+        add(
+            Check(
+                "pulse-compat",
+                t,
+                FAIL,
+                f.pulse_error,
+                "sudo apt-get install pipewire-pulse && "
+                "systemctl --user enable --now pipewire-pulse",
+            )
+        )
+    elif not f.pulse_ok:
+        add(
+            Check(
+                "pulse-compat",
+                t,
+                FAIL,
+                f"the server is {f.server_name!r}, not PipeWire",
+                "replace PulseAudio: sudo apt-get install pipewire-pulse wireplumber, then reboot",
+            )
+        )
+    else:
+        add(Check("pulse-compat", t, PASS, f"{f.server_name}"))
+
+    # --- wireplumber
+    t = "WirePlumber session manager"
+    if not f.pulse_ok:
+        add(_skip("wireplumber", t, "pulse-compat"))
+    elif f.wireplumber_running:
+        add(Check("wireplumber", t, PASS, "connected"))
+    else:
+        add(
+            Check(
+                "wireplumber",
+                t,
+                FAIL,
+                "not connected: nothing links streams or restores the default source",
+                "systemctl --user enable --now wireplumber",
+            )
+        )
+
+    # --- echo-cancel-config
+    t = "Echo-cancel config file"
+    pins = echo_config.pinned_devices(f.config_text) if f.config_text else None
+    if f.config_text is None:
+        add(
+            Check(
+                "echo-cancel-config",
+                t,
+                FAIL,
+                f"{f.config_path} does not exist",
+                "pivoicectl setup",
+            )
+        )
+    elif "libpipewire-module-echo-cancel" not in f.config_text:
+        add(
+            Check(
+                "echo-cancel-config",
+                t,
+                FAIL,
+                f"{f.config_path} does not load libpipewire-module-echo-cancel",
+                "pivoicectl setup (it backs up the current file)",
+            )
+        )
+    elif pins and f.pulse_ok and (pins[0] not in f.sources or pins[1] not in f.sinks):
+        gone = pins[0] if pins[0] not in f.sources else pins[1]
+        add(
+            Check(
+                "echo-cancel-config",
+                t,
+                FAIL,
+                f"it pins {gone}, which does not exist now: PipeWire unloads the echo "
+                "canceller when a pinned device is missing",
+                f"plug the device back in and run `{f.restart_command}`, or pick another: "
+                "pivoicectl setup --mic NODE --speaker NODE",
+            )
+        )
+    elif pins is None:
+        add(
+            Check(
+                "echo-cancel-config",
+                t,
+                WARN,
+                f"{f.config_path} loads echo-cancel but was not written by pivoicectl",
+                "pivoicectl setup --dry-run (shows what pivoicectl would write)",
+            )
+        )
+    else:
+        add(
+            Check(
+                "echo-cancel-config",
+                t,
+                PASS,
+                f"{f.config_path} (mic {pins[0]}, speaker {pins[1]})",
+            )
+        )
+
+    # --- echo-cancel-loaded
+    t = "Echo canceller loaded (source_ec)"
+    if not f.pulse_ok:
+        add(_skip("echo-cancel-loaded", t, "pulse-compat"))
+    elif SOURCE_NAME in f.sources:
+        add(Check("echo-cancel-loaded", t, PASS, f"{SOURCE_NAME} exists"))
+    elif f.config_text is None:
+        add(
+            Check(
+                "echo-cancel-loaded", t, FAIL, f"no {SOURCE_NAME} and no config", "pivoicectl setup"
+            )
+        )
+    else:
+        add(
+            Check(
+                "echo-cancel-loaded",
+                t,
+                FAIL,
+                f"{SOURCE_NAME} is missing although {f.config_path} exists: PipeWire was not "
+                "restarted, or the module unloaded itself (a pinned device went away)",
+                f"{f.restart_command}; if it stays missing: pivoicectl setup --mic NODE",
+            )
+        )
+
+    # --- default-source
+    t = "Default source is source_ec"
+    if not f.pulse_ok:
+        add(_skip("default-source", t, "pulse-compat"))
+    elif f.default_source == SOURCE_NAME:
+        add(Check("default-source", t, PASS, f"default source: {SOURCE_NAME}"))
+    elif SOURCE_NAME not in f.sources:
+        add(_skip("default-source", t, "echo-cancel-loaded"))
+    else:
+        add(
+            Check(
+                "default-source",
+                t,
+                FAIL,
+                f"default source is {f.default_source}: apps record the raw mic, with echo",
+                f"pactl set-default-source {SOURCE_NAME}   (or: pivoicectl doctor --fix)",
+            )
+        )
+
+    # --- default-sink (0.3 template only: apps must play into sink_ec)
+    t = "Default sink is sink_ec (PipeWire 0.3)"
+    if not f.uses_sink:
+        add(Check("default-sink", t, SKIP, "not needed: the config uses the speaker's monitor"))
+    elif not f.pulse_ok:
+        add(_skip("default-sink", t, "pulse-compat"))
+    elif f.default_sink == SINK_NAME:
+        add(Check("default-sink", t, PASS, f"default sink: {SINK_NAME}"))
+    elif SINK_NAME not in f.sinks:
+        add(_skip("default-sink", t, "echo-cancel-loaded"))
+    else:
+        add(
+            Check(
+                "default-sink",
+                t,
+                FAIL,
+                f"default sink is {f.default_sink}: its sound bypasses the canceller",
+                f"pactl set-default-sink {SINK_NAME}   (or: pivoicectl doctor --fix)",
+            )
+        )
+
+    # --- default-persisted
+    t = "Default source survives a reboot"
+    saved = f.persisted.get("default.configured.audio.source")
+    if not f.pulse_ok:
+        add(_skip("default-persisted", t, "pulse-compat"))
+    elif SOURCE_NAME not in f.sources:
+        add(_skip("default-persisted", t, "echo-cancel-loaded"))
+    elif saved == SOURCE_NAME:
+        add(Check("default-persisted", t, PASS, f"WirePlumber saved it in {f.persisted_file}"))
+    else:
+        where = f"saved {saved}" if saved else "saved no default source"
+        add(
+            Check(
+                "default-persisted",
+                t,
+                WARN if saved is None else FAIL,
+                f"WirePlumber {where} in {f.persisted_file}: after a reboot the default "
+                + ("is chosen by priority" if saved is None else f"goes back to {saved}"),
+                f"pactl set-default-source {SOURCE_NAME}   (or: pivoicectl doctor --fix)",
+            )
+        )
+
+    # --- portaudio-pulse
+    t = "PortAudio records through PipeWire"
+    routed = [n for n in f.portaudio_names if n.split(" ")[0] in ("pulse", "pipewire")]
+    if f.portaudio_error:
+        add(
+            Check(
+                "portaudio-pulse",
+                t,
+                FAIL,
+                f.portaudio_error,
+                "sudo apt-get install libportaudio2 libasound2-plugins pipewire-alsa",
+            )
+        )
+    elif not routed:
+        add(
+            Check(
+                "portaudio-pulse",
+                t,
+                FAIL,
+                "PortAudio has no 'pulse' or 'pipewire' device: Python apps bypass source_ec",
+                "sudo apt-get install libasound2-plugins pipewire-alsa",
+            )
+        )
+    else:
+        add(Check("portaudio-pulse", t, PASS, f"devices: {', '.join(routed)}"))
+
+    # --- headless-linger
+    t = "Audio survives logout (systemd linger)"
+    if not f.systemd_user:
+        add(Check("headless-linger", t, SKIP, "no systemd user manager here"))
+    elif f.linger:
+        add(Check("headless-linger", t, PASS, f"linger is on for {f.user}"))
+    else:
+        add(
+            Check(
+                "headless-linger",
+                t,
+                WARN,
+                f"linger is off for {f.user}: PipeWire stops when the last session (e.g. SSH) ends",
+                f"sudo loginctl enable-linger {f.user}",
+            )
+        )
+
+    # --- api-key (never show any part of it)
+    t = "OpenAI API key"
+    if f.api_key_present:
+        add(Check("api-key", t, PASS, "OPENAI_API_KEY is set"))
+    else:
+        add(
+            Check(
+                "api-key",
+                t,
+                WARN,
+                "OPENAI_API_KEY is not set: `pivoicectl run` needs it (`run --local` does not)",
+                "export OPENAI_API_KEY=... (or api_key in ~/.config/pivoicectl/config.toml)",
+            )
+        )
+    return checks
+
+
+SAFE_FIXES = ("default-source", "default-sink", "default-persisted")
