@@ -90,7 +90,7 @@ def expected_erl_db(room: RoomSettings) -> float:
     return float(-10.0 * np.log10(np.sum(ir**2)))
 
 
-def _sink(name: str, description: str, rate: int, priority: int) -> str:
+def _sink(name: str, description: str, rate: int, priority: int, driver: int) -> str:
     return f"""  {{ factory = adapter
     args = {{
       factory.name = support.null-audio-sink
@@ -103,7 +103,7 @@ def _sink(name: str, description: str, rate: int, priority: int) -> str:
       session.suspend-timeout-seconds = 0
       node.pause-on-idle = false
       priority.session = {priority}
-      priority.driver = {priority}
+      priority.driver = {driver}
     }}
   }}"""
 
@@ -112,8 +112,10 @@ def pipewire_config(room: RoomSettings, ir_path: Path) -> str:
     """The drop-in fragment that builds the room inside the private PipeWire daemon."""
     room.validate()
     ir = str(ir_path).replace('"', '\\"')
-    speaker = _sink(SPEAKER, "Simulated speaker", room.rate, 2000)
-    air = _sink(AIR, "Simulated room air (what the mic hears)", room.rate, 100)
+    # The air drives the room's graph: it is always busy (the echo path plays into it),
+    # so the mic keeps delivering even while nothing plays on the speaker.
+    speaker = _sink(SPEAKER, "Simulated speaker", room.rate, 2000, 1000)
+    air = _sink(AIR, "Simulated room air (what the mic hears)", room.rate, 100, 3000)
     return f"""# pivoicectl simulated room. Written by `pivoicectl sim up`; do not edit.
 # delay {room.delay_ms} ms, gain {room.gain}, rt60 {room.rt60_s} s, reverb {room.reverb_db} dB
 context.objects = [

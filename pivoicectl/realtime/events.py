@@ -1,0 +1,530 @@
+"""The OpenAI Realtime wire format: client events out, server events in, audio units.
+
+Everything here is a pure function over dicts so the protocol can be tested without a
+socket, and so the real client, the local parrot server and the tests all build and read
+events through one place. The shapes are those of the GA interface (`gpt-realtime`,
+no `OpenAI-Beta` header). The beta interface used other names for a few server events;
+`parse_server_event` maps them to the GA names so the rest of the code handles one
+vocabulary, and keeps the name that came over the wire for traces.
+
+Audio on the wire is 24 kHz mono PCM16 little-endian, base64 in JSON. Durations are
+carried as sample counts (at `SAMPLE_RATE_HZ`) wherever arithmetic happens, because the
+server measures `audio_end_ms` against the samples it produced; milliseconds only appear
+at the protocol boundary.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+from pivoicectl.errors import UserError
+
+SAMPLE_RATE_HZ = 24_000
+"""The only PCM rate the GA interface accepts for `audio/pcm`, in and out."""
+BYTES_PER_SAMPLE = 2
+"""PCM16 mono: one sample is two bytes."""
+SAMPLES_PER_MS = SAMPLE_RATE_HZ // 1000
+
+DEFAULT_MODEL = "gpt-realtime"
+DEFAULT_BASE_URL = "wss://api.openai.com/v1/realtime"
+DEFAULT_VOICE = "marin"
+SESSION_MAX_S = 60 * 60
+"""The service ends every session after 60 minutes."""
+
+TurnDetection = Literal["server_vad", "semantic_vad", "none"]
+NoiseReduction = Literal["far_field", "near_field"]
+SemanticEagerness = Literal["low", "medium", "high", "auto"]
+
+_TURN_DETECTIONS = ("server_vad", "semantic_vad", "none")
+_NOISE_REDUCTIONS = ("far_field", "near_field")
+_EAGERNESS = ("low", "medium", "high", "auto")
+
+
+# --- units -------------------------------------------------------------------------------
+
+
+def bytes_to_samples(n_bytes: int) -> int:
+    """Whole PCM16 samples in `n_bytes` (a trailing odd byte is not a sample)."""
+    return n_bytes // BYTES_PER_SAMPLE
+
+
+def samples_to_ms(n_samples: int) -> int:
+    """Milliseconds of audio in `n_samples`, rounded DOWN.
+
+    Rounding down matters: `conversation.item.truncate` is rejected when `audio_end_ms`
+    exceeds the item's audio, so a duration derived from samples must never round up.
+    """
+    return (n_samples * 1000) // SAMPLE_RATE_HZ
+
+
+def ms_to_samples(ms: float) -> int:
+    """Samples in `ms` milliseconds at 24 kHz, rounded down."""
+    return int(ms * SAMPLE_RATE_HZ // 1000)
+
+
+# --- connection ----------------------------------------------------------------------------
+
+
+def realtime_url(model: str = DEFAULT_MODEL, base_url: str = DEFAULT_BASE_URL) -> str:
+    """The WebSocket URL for `model`; `base_url` points at the local server in tests."""
+    sep = "&" if "?" in base_url else "?"
+    return f"{base_url}{sep}{urlencode({'model': model})}"
+
+
+def auth_headers(api_key: str) -> dict[str, str]:
+    """Handshake headers for the GA interface.
+
+    Deliberately no `OpenAI-Beta: realtime=v1`: the service now closes such connections
+    with code 4000 (`beta_api_shape_disabled`).
+    """
+    if not api_key or not api_key.strip():
+        raise UserError(
+            "no OpenAI API key",
+            hint="set OPENAI_API_KEY or pass --api-key-file; use --local to try without one",
+        )
+    return {"Authorization": f"Bearer {api_key.strip()}"}
+
+
+# --- session configuration -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """What `session.update` asks of the service, with units in the field names.
+
+    Frozen because one value describes one session; a changed setting means a new
+    `session.update` built from a new value (`dataclasses.replace`).
+    `turn_detection="none"` is push-to-talk: the client commits the input buffer and
+    asks for a response itself.
+    """
+
+    instructions: str = "You are a helpful voice assistant. Answer briefly."
+    voice: str = DEFAULT_VOICE
+    turn_detection: TurnDetection = "server_vad"
+    vad_threshold: float = 0.5
+    vad_prefix_padding_ms: int = 300
+    vad_silence_duration_ms: int = 500
+    semantic_eagerness: SemanticEagerness = "auto"
+    create_response: bool = True
+    interrupt_response: bool = True
+    transcription_model: str | None = None
+    noise_reduction: NoiseReduction | None = None
+
+    def __post_init__(self) -> None:
+        # Settings come from CLI flags and config files, so a bad one is the user's to fix.
+        if self.turn_detection not in _TURN_DETECTIONS:
+            raise UserError(
+                f"unknown turn detection {self.turn_detection!r}",
+                hint="use one of: " + ", ".join(_TURN_DETECTIONS),
+            )
+        if self.noise_reduction is not None and self.noise_reduction not in _NOISE_REDUCTIONS:
+            raise UserError(
+                f"unknown noise reduction {self.noise_reduction!r}",
+                hint="use far_field, near_field or none",
+            )
+        if self.semantic_eagerness not in _EAGERNESS:
+            raise UserError(
+                f"unknown semantic VAD eagerness {self.semantic_eagerness!r}",
+                hint="use one of: " + ", ".join(_EAGERNESS),
+            )
+        if not 0.0 <= self.vad_threshold <= 1.0:
+            raise UserError(
+                f"VAD threshold {self.vad_threshold} is outside 0..1",
+                hint="0.5 is the service default; raise it in noisy rooms",
+            )
+        if self.vad_prefix_padding_ms < 0 or self.vad_silence_duration_ms <= 0:
+            raise UserError(
+                "VAD prefix padding must be >= 0 ms and silence duration > 0 ms",
+                hint="the service defaults are 300 ms and 500 ms",
+            )
+        if not self.voice:
+            raise UserError("empty voice name", hint=f"for example {DEFAULT_VOICE!r}")
+
+    def turn_detection_payload(self) -> dict[str, Any] | None:
+        """The `audio.input.turn_detection` object, or None for push-to-talk."""
+        if self.turn_detection == "none":
+            return None
+        if self.turn_detection == "semantic_vad":
+            return {
+                "type": "semantic_vad",
+                "eagerness": self.semantic_eagerness,
+                "create_response": self.create_response,
+                "interrupt_response": self.interrupt_response,
+            }
+        return {
+            "type": "server_vad",
+            "threshold": self.vad_threshold,
+            "prefix_padding_ms": self.vad_prefix_padding_ms,
+            "silence_duration_ms": self.vad_silence_duration_ms,
+            "create_response": self.create_response,
+            "interrupt_response": self.interrupt_response,
+        }
+
+    def session_payload(self) -> dict[str, Any]:
+        """The `session` object of `session.update` (GA shape)."""
+        pcm = {"type": "audio/pcm", "rate": SAMPLE_RATE_HZ}
+        return {
+            "type": "realtime",
+            "instructions": self.instructions,
+            "output_modalities": ["audio"],
+            "audio": {
+                "input": {
+                    "format": dict(pcm),
+                    "noise_reduction": (
+                        {"type": self.noise_reduction} if self.noise_reduction else None
+                    ),
+                    "transcription": (
+                        {"model": self.transcription_model} if self.transcription_model else None
+                    ),
+                    "turn_detection": self.turn_detection_payload(),
+                },
+                "output": {"format": dict(pcm), "voice": self.voice},
+            },
+        }
+
+
+# --- client events -------------------------------------------------------------------------
+
+
+class EventIds:
+    """Numbered client `event_id`s, so an `error` event names the request that caused it.
+
+    Counting rather than random ids keeps traces readable and tests deterministic.
+    """
+
+    def __init__(self, prefix: str = "evt_pv_") -> None:
+        self._prefix = prefix
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        """The next id, e.g. `evt_pv_000042`."""
+        return f"{self._prefix}{next(self._counter):06d}"
+
+
+def _event(event_type: str, event_id: str | None, **fields: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": event_type}
+    if event_id is not None:
+        event["event_id"] = event_id
+    event.update(fields)
+    return event
+
+
+def session_update(config: SessionConfig, event_id: str | None = None) -> dict[str, Any]:
+    """`session.update` carrying the whole session configuration."""
+    return _event("session.update", event_id, session=config.session_payload())
+
+
+def input_audio_append(pcm: bytes, event_id: str | None = None) -> dict[str, Any]:
+    """`input_audio_buffer.append` with 24 kHz PCM16 mono bytes."""
+    return _event("input_audio_buffer.append", event_id, audio=encode_audio(pcm))
+
+
+def input_audio_commit(event_id: str | None = None) -> dict[str, Any]:
+    """`input_audio_buffer.commit`: end the user turn by hand (push-to-talk)."""
+    return _event("input_audio_buffer.commit", event_id)
+
+
+def input_audio_clear(event_id: str | None = None) -> dict[str, Any]:
+    """`input_audio_buffer.clear`: forget uncommitted input audio."""
+    return _event("input_audio_buffer.clear", event_id)
+
+
+def response_create(event_id: str | None = None, instructions: str | None = None) -> dict[str, Any]:
+    """`response.create`, optionally with per-response instructions."""
+    if instructions is None:
+        return _event("response.create", event_id)
+    return _event("response.create", event_id, response={"instructions": instructions})
+
+
+def response_cancel(event_id: str | None = None, response_id: str | None = None) -> dict[str, Any]:
+    """`response.cancel`. With nothing running the service answers with the harmless error
+    `response_cancel_not_active`, so callers may send it without tracking state exactly.
+    """
+    if response_id is None:
+        return _event("response.cancel", event_id)
+    return _event("response.cancel", event_id, response_id=response_id)
+
+
+def conversation_item_truncate(
+    item_id: str, audio_end_ms: int, event_id: str | None = None, content_index: int = 0
+) -> dict[str, Any]:
+    """`conversation.item.truncate` for an assistant audio item.
+
+    `audio_end_ms` must not exceed the item's audio (the service rejects it); compute it
+    with `pivoicectl.realtime.playback`, which clamps to the audio actually received.
+    """
+    if audio_end_ms < 0:
+        raise ValueError(f"audio_end_ms must be >= 0, got {audio_end_ms}")
+    return _event(
+        "conversation.item.truncate",
+        event_id,
+        item_id=item_id,
+        content_index=content_index,
+        audio_end_ms=int(audio_end_ms),
+    )
+
+
+def dumps(event: Mapping[str, Any]) -> str:
+    """One client event as the compact JSON text frame the service expects."""
+    return json.dumps(event, separators=(",", ":"))
+
+
+# --- server events -------------------------------------------------------------------------
+
+BETA_TO_GA: dict[str, str] = {
+    "response.audio.delta": "response.output_audio.delta",
+    "response.audio.done": "response.output_audio.done",
+    "response.audio_transcript.delta": "response.output_audio_transcript.delta",
+    "response.audio_transcript.done": "response.output_audio_transcript.done",
+    "response.text.delta": "response.output_text.delta",
+    "response.text.done": "response.output_text.done",
+    "conversation.item.created": "conversation.item.added",
+}
+"""Beta server event names and the GA names they became."""
+
+KNOWN_SERVER_EVENTS = frozenset(
+    {
+        "error",
+        "session.created",
+        "session.updated",
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "input_audio_buffer.cleared",
+        "input_audio_buffer.timeout_triggered",
+        "conversation.item.added",
+        "conversation.item.done",
+        "conversation.item.retrieved",
+        "conversation.item.deleted",
+        "conversation.item.truncated",
+        "conversation.item.input_audio_transcription.delta",
+        "conversation.item.input_audio_transcription.completed",
+        "conversation.item.input_audio_transcription.failed",
+        "conversation.item.input_audio_transcription.segment",
+        "response.created",
+        "response.done",
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.content_part.added",
+        "response.content_part.done",
+        "response.output_audio.delta",
+        "response.output_audio.done",
+        "response.output_audio_transcript.delta",
+        "response.output_audio_transcript.done",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "output_audio_buffer.started",
+        "output_audio_buffer.stopped",
+        "output_audio_buffer.cleared",
+        "rate_limits.updated",
+    }
+)
+"""GA server event types this package knows by name; others are parsed but flagged."""
+
+INVALID = "invalid"
+"""`ServerEvent.type` of a frame that was not a JSON object with a string `type`."""
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One server event, with its type normalized to the GA name.
+
+    `type` is what callers dispatch on; `wire_type` is the name as received (differs for
+    beta names). Unknown types keep their name with `known=False`; frames that were not
+    JSON objects get `type == "invalid"`. Neither raises, because one odd frame from the
+    service must not take down a conversation; callers simply ignore what they do not
+    handle.
+    """
+
+    type: str
+    wire_type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    known: bool = True
+    problem: str = ""
+
+    @property
+    def event_id(self) -> str | None:
+        return _str_or_none(self.data.get("event_id"))
+
+    @property
+    def response_id(self) -> str | None:
+        """`response_id`, or `response.id` for response.created/done."""
+        rid = self.data.get("response_id")
+        if rid is None and isinstance(self.data.get("response"), dict):
+            rid = self.data["response"].get("id")
+        return _str_or_none(rid)
+
+    @property
+    def item_id(self) -> str | None:
+        """`item_id`, or `item.id` for the item events."""
+        iid = self.data.get("item_id")
+        if iid is None and isinstance(self.data.get("item"), dict):
+            iid = self.data["item"].get("id")
+        return _str_or_none(iid)
+
+    @property
+    def response_status(self) -> str | None:
+        """`response.status` of response.created/done."""
+        resp = self.data.get("response")
+        return _str_or_none(resp.get("status")) if isinstance(resp, dict) else None
+
+    @property
+    def response_status_reason(self) -> str | None:
+        """`response.status_details.reason`, e.g. `turn_detected` or `client_cancelled`."""
+        resp = self.data.get("response")
+        details = resp.get("status_details") if isinstance(resp, dict) else None
+        return _str_or_none(details.get("reason")) if isinstance(details, dict) else None
+
+    @property
+    def error(self) -> dict[str, Any]:
+        """The `error` object of an error event (empty for other events)."""
+        err = self.data.get("error")
+        return err if isinstance(err, dict) else {}
+
+    @property
+    def error_code(self) -> str | None:
+        return _str_or_none(self.error.get("code"))
+
+    @property
+    def error_message(self) -> str:
+        return str(self.error.get("message") or "")
+
+    @property
+    def is_audio_delta(self) -> bool:
+        return self.type == "response.output_audio.delta"
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def parse_server_event(raw: str | bytes | Mapping[str, Any]) -> ServerEvent:
+    """A server frame as a `ServerEvent`; never raises.
+
+    Accepts the text frame, bytes, or an already decoded dict.
+    """
+    data: Any
+    if isinstance(raw, Mapping):
+        data = dict(raw)
+    else:
+        try:
+            data = json.loads(raw)
+        except (ValueError, TypeError) as exc:
+            return ServerEvent(INVALID, INVALID, {}, known=False, problem=f"not JSON: {exc}")
+    if not isinstance(data, dict):
+        return ServerEvent(INVALID, INVALID, {}, known=False, problem="not a JSON object")
+    wire_type = data.get("type")
+    if not isinstance(wire_type, str) or not wire_type:
+        return ServerEvent(INVALID, INVALID, data, known=False, problem="no event type")
+    ga_type = BETA_TO_GA.get(wire_type, wire_type)
+    return ServerEvent(ga_type, wire_type, data, known=ga_type in KNOWN_SERVER_EVENTS)
+
+
+# --- audio ---------------------------------------------------------------------------------
+
+
+def encode_audio(pcm: bytes) -> str:
+    """PCM16 bytes as the base64 text the protocol carries."""
+    return base64.b64encode(pcm).decode("ascii")
+
+
+def decode_audio(b64: Any) -> bytes:
+    """Base64 audio as PCM16 bytes; b"" for anything undecodable.
+
+    A trailing odd byte is dropped: half a sample would shift every later sample of the
+    stream by one byte and turn the rest of the answer into noise.
+    """
+    if not isinstance(b64, str) or not b64:
+        return b""
+    try:
+        pcm = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+    return pcm[: len(pcm) - (len(pcm) % BYTES_PER_SAMPLE)]
+
+
+def audio_delta_bytes(event: ServerEvent) -> bytes:
+    """The PCM16 bytes of a `response.output_audio.delta` (b"" for any other event)."""
+    if not event.is_audio_delta:
+        return b""
+    return decode_audio(event.data.get("delta"))
+
+
+# --- redaction -----------------------------------------------------------------------------
+
+REDACTED = "[REDACTED]"
+_SECRET_KEY_NAMES = re.compile(
+    r"^(authorization|proxy-authorization|api[-_]?key|openai[-_]api[-_]key|x-api-key|"
+    r"token|access[-_]token|secret|client[-_]secret|password)$",
+    re.IGNORECASE,
+)
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+_KEY_PATTERNS = (
+    re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),  # API keys, including sk-proj-...
+    re.compile(r"\bek_[A-Za-z0-9_-]{8,}"),  # ephemeral client secrets
+)
+
+
+def redact(value: Any, secrets: tuple[str, ...] = ()) -> Any:
+    """A copy of `value` safe for traces and logs: no API key, no Authorization header.
+
+    Walks dicts, lists and tuples; a value under a key named like a credential is replaced
+    whole; strings have bearer tokens, `sk-`/`ek_` keys and any of `secrets` (e.g. the key
+    actually in use, which may not look like a key) masked. Other values pass unchanged.
+    """
+    if isinstance(value, str):
+        return _redact_str(value, secrets)
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, Mapping):
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            if isinstance(k, str) and _SECRET_KEY_NAMES.match(k) and v is not None:
+                out[k] = REDACTED
+            else:
+                out[k] = redact(v, secrets)
+        return out
+    if isinstance(value, list):
+        return [redact(v, secrets) for v in value]
+    if isinstance(value, tuple):
+        # A header pair ("Authorization", "Bearer ...") is a credential by its name.
+        if len(value) == 2 and isinstance(value[0], str) and _SECRET_KEY_NAMES.match(value[0]):
+            return (value[0], REDACTED)
+        return tuple(redact(v, secrets) for v in value)
+    return value
+
+
+def _redact_str(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    for pattern in _KEY_PATTERNS:
+        text = pattern.sub(REDACTED, text)
+    return text
+
+
+def trace_view(event: Mapping[str, Any], secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An event shortened for a trace: redacted, base64 audio replaced by its byte count.
+
+    Audio payloads are most of the traffic and useless in a text trace.
+    """
+    out = dict(event)
+    event_type = out.get("type")
+    ga_type = BETA_TO_GA.get(event_type, event_type) if isinstance(event_type, str) else None
+    # Shorten before redacting: scanning megabytes of base64 for keys is wasted work.
+    if isinstance(out.get("audio"), str):
+        out["audio"] = f"<{len(decode_audio(out['audio']))} bytes pcm16>"
+    if ga_type == "response.output_audio.delta" and isinstance(out.get("delta"), str):
+        out["delta"] = f"<{len(decode_audio(out['delta']))} bytes pcm16>"
+    return redact(out, secrets)

@@ -1,0 +1,250 @@
+"""Client event builders, server event parsing (GA and beta names), audio, redaction."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from pivoicectl.errors import UserError
+from pivoicectl.realtime import events as ev
+
+
+def test_default_session_update_has_the_ga_shape():
+    event = ev.session_update(ev.SessionConfig(instructions="be brief"), event_id="evt_1")
+    assert event["type"] == "session.update"
+    assert event["event_id"] == "evt_1"
+    session = event["session"]
+    assert session["type"] == "realtime"
+    assert session["instructions"] == "be brief"
+    assert session["output_modalities"] == ["audio"]
+    audio_in, audio_out = session["audio"]["input"], session["audio"]["output"]
+    assert audio_in["format"] == {"type": "audio/pcm", "rate": 24000}
+    assert audio_out == {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "marin"}
+    assert audio_in["noise_reduction"] is None
+    assert audio_in["transcription"] is None
+    assert audio_in["turn_detection"] == {
+        "type": "server_vad",
+        "threshold": 0.5,
+        "prefix_padding_ms": 300,
+        "silence_duration_ms": 500,
+        "create_response": True,
+        "interrupt_response": True,
+    }
+    json.dumps(event)  # serializable as is
+
+
+def test_semantic_vad_transcription_and_noise_reduction():
+    config = ev.SessionConfig(
+        turn_detection="semantic_vad",
+        semantic_eagerness="high",
+        transcription_model="gpt-4o-mini-transcribe",
+        noise_reduction="far_field",
+        voice="cedar",
+        interrupt_response=False,
+    )
+    audio_in = config.session_payload()["audio"]["input"]
+    assert audio_in["turn_detection"] == {
+        "type": "semantic_vad",
+        "eagerness": "high",
+        "create_response": True,
+        "interrupt_response": False,
+    }
+    assert audio_in["transcription"] == {"model": "gpt-4o-mini-transcribe"}
+    assert audio_in["noise_reduction"] == {"type": "far_field"}
+    assert config.session_payload()["audio"]["output"]["voice"] == "cedar"
+
+
+def test_push_to_talk_has_no_turn_detection():
+    config = ev.SessionConfig(turn_detection="none")
+    assert config.session_payload()["audio"]["input"]["turn_detection"] is None
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"turn_detection": "push"},
+        {"noise_reduction": "studio"},
+        {"vad_threshold": 1.5},
+        {"vad_silence_duration_ms": 0},
+        {"semantic_eagerness": "eager"},
+        {"voice": ""},
+    ],
+)
+def test_bad_session_settings_are_user_errors(kwargs):
+    with pytest.raises(UserError):
+        ev.SessionConfig(**kwargs)
+
+
+def test_client_event_builders():
+    pcm = bytes(range(10))
+    append = ev.input_audio_append(pcm, event_id="e1")
+    assert append == {
+        "type": "input_audio_buffer.append",
+        "event_id": "e1",
+        "audio": "AAECAwQFBgcICQ==",
+    }
+    assert base64.b64decode(append["audio"]) == pcm
+    assert ev.input_audio_commit() == {"type": "input_audio_buffer.commit"}
+    assert ev.input_audio_clear("e2") == {"type": "input_audio_buffer.clear", "event_id": "e2"}
+    assert ev.response_create() == {"type": "response.create"}
+    assert ev.response_create(instructions="hi")["response"] == {"instructions": "hi"}
+    assert ev.response_cancel() == {"type": "response.cancel"}
+    assert ev.response_cancel(response_id="resp_1")["response_id"] == "resp_1"
+    assert ev.conversation_item_truncate("item_1", 1234, event_id="e3") == {
+        "type": "conversation.item.truncate",
+        "event_id": "e3",
+        "item_id": "item_1",
+        "content_index": 0,
+        "audio_end_ms": 1234,
+    }
+    with pytest.raises(ValueError):
+        ev.conversation_item_truncate("item_1", -1)
+    assert json.loads(ev.dumps(append)) == append
+
+
+def test_event_ids_count_up():
+    ids = ev.EventIds("x_")
+    assert [ids.next(), ids.next()] == ["x_000001", "x_000002"]
+
+
+def test_url_and_headers_are_ga():
+    assert ev.realtime_url() == "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+    assert (
+        ev.realtime_url("m", "ws://127.0.0.1:1/v1/realtime")
+        == "ws://127.0.0.1:1/v1/realtime?model=m"
+    )
+    headers = ev.auth_headers(" sk-test ")
+    assert headers == {"Authorization": "Bearer sk-test"}
+    assert not any(k.lower() == "openai-beta" for k in headers)
+    with pytest.raises(UserError):
+        ev.auth_headers("  ")
+
+
+@pytest.mark.parametrize(
+    ("wire", "ga"),
+    [
+        ("response.audio.delta", "response.output_audio.delta"),
+        ("response.audio.done", "response.output_audio.done"),
+        ("response.audio_transcript.delta", "response.output_audio_transcript.delta"),
+        ("response.audio_transcript.done", "response.output_audio_transcript.done"),
+        ("response.text.delta", "response.output_text.delta"),
+        ("conversation.item.created", "conversation.item.added"),
+        ("response.output_audio.delta", "response.output_audio.delta"),
+        ("conversation.item.added", "conversation.item.added"),
+    ],
+)
+def test_beta_names_normalize_to_ga(wire, ga):
+    event = ev.parse_server_event(json.dumps({"type": wire, "item_id": "i"}))
+    assert event.type == ga
+    assert event.wire_type == wire
+    assert event.known
+
+
+def test_unknown_and_malformed_events_never_raise():
+    unknown = ev.parse_server_event('{"type": "something.new", "x": 1}')
+    assert unknown.type == "something.new"
+    assert not unknown.known
+    for raw in ("not json", "[1, 2]", '{"no": "type"}', '{"type": 5}', b"\xff\xfe", "", "null"):
+        event = ev.parse_server_event(raw)
+        assert event.type == ev.INVALID
+        assert not event.known
+        assert event.problem
+    assert ev.parse_server_event(b'{"type": "session.created"}').type == "session.created"
+    assert ev.parse_server_event({"type": "session.updated"}).type == "session.updated"
+
+
+def test_server_event_accessors():
+    done = ev.parse_server_event(
+        {
+            "type": "response.done",
+            "event_id": "event_1",
+            "response": {
+                "id": "resp_1",
+                "status": "cancelled",
+                "status_details": {"type": "cancelled", "reason": "turn_detected"},
+            },
+        }
+    )
+    assert done.response_id == "resp_1"
+    assert done.response_status == "cancelled"
+    assert done.response_status_reason == "turn_detected"
+    assert done.event_id == "event_1"
+    added = ev.parse_server_event({"type": "response.output_item.added", "item": {"id": "item_9"}})
+    assert added.item_id == "item_9"
+    error = ev.parse_server_event(
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "code": "response_cancel_not_active",
+                "message": "m",
+            },
+        }
+    )
+    assert error.error_code == "response_cancel_not_active"
+    assert error.error_message == "m"
+    assert ev.parse_server_event({"type": "session.created"}).error == {}
+
+
+def test_audio_delta_decoding():
+    pcm = b"\x01\x00\x02\x00\x03\x00"
+    delta = ev.parse_server_event(
+        {
+            "type": "response.audio.delta",
+            "response_id": "r",
+            "item_id": "i",
+            "delta": ev.encode_audio(pcm),
+        }
+    )
+    assert ev.audio_delta_bytes(delta) == pcm
+    assert ev.decode_audio(ev.encode_audio(b"\x01\x00\x02")) == b"\x01\x00"  # half a sample dropped
+    assert ev.decode_audio("!!not base64!!") == b""
+    assert ev.decode_audio(None) == b""
+    other = ev.parse_server_event({"type": "response.done", "delta": ev.encode_audio(pcm)})
+    assert ev.audio_delta_bytes(other) == b""
+
+
+def test_units_round_down():
+    assert ev.samples_to_ms(24) == 1
+    assert ev.samples_to_ms(47) == 1
+    assert ev.samples_to_ms(24000) == 1000
+    assert ev.ms_to_samples(20) == 480
+    assert ev.bytes_to_samples(5) == 2
+
+
+def test_redact_removes_keys_and_bearer_tokens():
+    key = "sk-proj-abcdefghijklmnop1234"
+    original = {
+        "url": "wss://api.openai.com/v1/realtime?model=gpt-realtime",
+        "headers": {"Authorization": f"Bearer {key}", "User-Agent": "pivoicectl"},
+        "api_key": key,
+        "list": [f"token {key} here", ("Authorization", "Bearer abc.def"), 3],
+        "message": "Incorrect API key provided: Bearer xyz123",
+        "usage": {"total_tokens": 5},
+        "custom": "my-secret-local-token",
+    }
+    clean = ev.redact(original, secrets=("my-secret-local-token",))
+    text = json.dumps(clean)
+    assert key not in text
+    assert "abc.def" not in text
+    assert "xyz123" not in text
+    assert "my-secret-local-token" not in text
+    assert clean["headers"]["Authorization"] == ev.REDACTED
+    assert clean["headers"]["User-Agent"] == "pivoicectl"
+    assert clean["usage"] == {"total_tokens": 5}
+    assert clean["url"] == original["url"]
+    assert clean["list"][1] == ("Authorization", ev.REDACTED)
+    assert original["headers"]["Authorization"] == f"Bearer {key}"  # input untouched
+    assert ev.redact("plain text") == "plain text"
+    assert ev.redact(42) == 42
+
+
+def test_trace_view_shortens_audio():
+    append = ev.input_audio_append(bytes(480))
+    assert ev.trace_view(append)["audio"] == "<480 bytes pcm16>"
+    delta = {"type": "response.audio.delta", "delta": ev.encode_audio(bytes(10))}
+    assert ev.trace_view(delta)["delta"] == "<10 bytes pcm16>"
+    text = {"type": "response.output_audio_transcript.delta", "delta": "hello"}
+    assert ev.trace_view(text)["delta"] == "hello"

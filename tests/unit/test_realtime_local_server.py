@@ -1,0 +1,520 @@
+"""The local parrot Realtime server, driven by a real websockets client over loopback.
+
+Every await is bounded: each test body runs under `asyncio.wait_for`, each receive has
+its own timeout, and pytest-timeout backs both up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import numpy as np
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from pivoicectl.errors import UserError
+from pivoicectl.realtime import events as ev
+from pivoicectl.realtime.local_server import (
+    BETA_CLOSE_CODE,
+    EnergyVad,
+    LocalRealtimeServer,
+    LocalServerSettings,
+    LocalServerThread,
+)
+from pivoicectl.realtime.playback import PlaybackQueue, TruncationMargins
+
+pytestmark = pytest.mark.timeout(30)
+
+RATE = ev.SAMPLE_RATE_HZ
+AUTH = {"Authorization": "Bearer test-key-123"}
+
+
+def run(coro: Coroutine[Any, Any, Any], timeout_s: float = 20.0) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, timeout_s))
+
+
+def tone(ms: int, hz: float = 300.0, dbfs: float = -20.0) -> bytes:
+    n = ev.ms_to_samples(ms)
+    amplitude = 10 ** (dbfs / 20)
+    wave = amplitude * np.sin(2 * np.pi * hz * np.arange(n) / RATE)
+    return (wave * 32767).astype("<i2").tobytes()
+
+
+def noise(ms: int, dbfs: float = -65.0, seed: int = 1) -> bytes:
+    n = ev.ms_to_samples(ms)
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(n) * 10 ** (dbfs / 20) * 32767).astype("<i2").tobytes()
+
+
+def silence(ms: int) -> bytes:
+    return bytes(2 * ev.ms_to_samples(ms))
+
+
+async def open_client(
+    srv: LocalRealtimeServer, headers: dict[str, str] | None = None
+) -> ClientConnection:
+    return await asyncio.wait_for(
+        connect(
+            srv.url,
+            additional_headers=AUTH if headers is None else headers,
+            proxy=None,
+            max_size=None,
+            open_timeout=5,
+            close_timeout=2,
+        ),
+        5,
+    )
+
+
+async def recv(ws: ClientConnection, timeout_s: float = 5.0) -> ev.ServerEvent:
+    return ev.parse_server_event(await asyncio.wait_for(ws.recv(), timeout_s))
+
+
+async def recv_until(
+    ws: ClientConnection, stop: Callable[[ev.ServerEvent], bool], timeout_s: float = 8.0
+) -> list[ev.ServerEvent]:
+    """Events up to and including the first one for which `stop` is true."""
+    deadline = time.monotonic() + timeout_s
+    out: list[ev.ServerEvent] = []
+    while True:
+        event = await recv(ws, max(0.01, deadline - time.monotonic()))
+        out.append(event)
+        if stop(event):
+            return out
+
+
+def of_type(event_type: str) -> Callable[[ev.ServerEvent], bool]:
+    return lambda e: e.type == event_type
+
+
+async def send(ws: ClientConnection, event: dict[str, Any]) -> None:
+    await asyncio.wait_for(ws.send(ev.dumps(event)), 5)
+
+
+async def send_audio(ws: ClientConnection, pcm: bytes, chunk_ms: int = 100) -> None:
+    """Faster than real time: the server's VAD runs on the sample timeline."""
+    step = ev.ms_to_samples(chunk_ms) * 2
+    for i in range(0, len(pcm), step):
+        await send(ws, ev.input_audio_append(pcm[i : i + step]))
+
+
+async def start_session(ws: ClientConnection, config: ev.SessionConfig) -> None:
+    assert (await recv(ws)).type == "session.created"
+    await send(ws, ev.session_update(config))
+    assert (await recv(ws)).type == "session.updated"
+
+
+def audio_of(events: list[ev.ServerEvent], response_id: str) -> bytes:
+    return b"".join(
+        ev.audio_delta_bytes(e) for e in events if e.is_audio_delta and e.response_id == response_id
+    )
+
+
+# --- the VAD on its own --------------------------------------------------------------------
+
+
+def test_energy_vad_finds_a_tone_between_silences():
+    vad = EnergyVad(threshold=0.5, silence_duration_ms=500)
+    stream = silence(400) + tone(800) + silence(700)
+    found = []
+    for i in range(0, len(stream), 1234):  # odd chunk sizes: frames span appends
+        found += vad.feed(stream[i : i + 1234])
+    assert [e.kind for e in found] == ["start", "stop"]
+    start, stop = found
+    assert start.speech_start_samples == ev.ms_to_samples(400)
+    assert stop.speech_end_samples == ev.ms_to_samples(1200)
+    assert stop.stop_samples == ev.ms_to_samples(1700)
+
+
+def test_energy_vad_adapts_to_a_noise_floor():
+    vad = EnergyVad(threshold=0.5, silence_duration_ms=300)
+    assert vad.feed(noise(2000, dbfs=-40)) == []  # steady noise above the absolute minimum
+    assert vad.noise_floor_dbfs is not None
+    assert vad.noise_floor_dbfs > -50
+    events = vad.feed(tone(500, dbfs=-10) + noise(500, dbfs=-40, seed=2))
+    assert [e.kind for e in events] == ["start", "stop"]
+
+
+def test_energy_vad_ignores_a_click():
+    vad = EnergyVad()
+    assert vad.feed(silence(200) + tone(20, dbfs=-6) + silence(600)) == []
+
+
+# --- a whole turn over the socket ----------------------------------------------------------
+
+
+def test_utterance_yields_turn_events_and_a_real_time_parrot_answer():
+    async def body() -> None:
+        async with LocalRealtimeServer() as srv:
+            ws = await open_client(srv)
+            async with ws:
+                await start_session(ws, ev.SessionConfig(transcription_model="whisper-1"))
+                sent = noise(500) + tone(800) + noise(900, seed=3)
+                await send_audio(ws, sent)
+                head = await recv_until(ws, of_type("response.output_audio.delta"))
+                types = [e.type for e in head]
+                order = [
+                    "input_audio_buffer.speech_started",
+                    "input_audio_buffer.speech_stopped",
+                    "input_audio_buffer.committed",
+                    "conversation.item.added",
+                    "response.created",
+                    "response.output_item.added",
+                    "response.output_audio.delta",
+                ]
+                first_seen = [types.index(t) for t in order]  # each present, in this order
+                assert first_seen == sorted(first_seen)
+                started = head[types.index("input_audio_buffer.speech_started")]
+                stopped = head[types.index("input_audio_buffer.speech_stopped")]
+                committed = head[types.index("input_audio_buffer.committed")]
+                assert started.data["audio_start_ms"] == 500 - 300  # prefix padding
+                assert stopped.data["audio_end_ms"] == 1300 + 500  # plus silence duration
+                assert started.item_id == stopped.item_id == committed.item_id
+                assert "input_audio_transcription.completed" in " ".join(types)
+                response_id = head[types.index("response.created")].response_id
+                t_first = time.monotonic()
+                rest = await recv_until(ws, of_type("response.done"))
+                elapsed_s = time.monotonic() - t_first
+                done = rest[-1]
+                assert done.response_id == response_id
+                assert done.response_status == "completed"
+                assert done.data["response"]["usage"]["total_tokens"] > 0
+                rest_types = [e.type for e in rest]
+                assert "response.output_audio_transcript.done" in rest_types
+                assert "response.output_audio.done" in rest_types
+                transcript = next(
+                    e for e in rest if e.type == "response.output_audio_transcript.done"
+                ).data["transcript"]
+                assert transcript.startswith("(parrot) 1.1 s")
+
+                answer = audio_of(head + rest, response_id)
+                start = ev.ms_to_samples(started.data["audio_start_ms"]) * 2
+                assert answer == sent[start : start + len(answer)]  # the user's own audio
+                answer_ms = len(answer) / 2 / RATE * 1000
+                assert abs(answer_ms - (800 + 300)) <= 40  # utterance + prefix, +/- 2 frames
+                # Paced in real time: all but the first 100 ms chunk take their time.
+                assert elapsed_s >= answer_ms / 1000 - 0.1 - 0.05
+                received = srv.log.types("in")
+                assert received[0] == "session.update"
+                assert set(received[1:]) == {"input_audio_buffer.append"}
+
+    run(body())
+
+
+def test_second_utterance_interrupts_the_answer():
+    async def body() -> None:
+        async with LocalRealtimeServer() as srv:
+            ws = await open_client(srv)
+            async with ws:
+                await start_session(ws, ev.SessionConfig())
+                await send_audio(ws, silence(400) + tone(1500) + silence(700))
+                head = await recv_until(ws, of_type("response.output_audio.delta"))
+                first = next(e for e in head if e.type == "response.created").response_id
+                await send_audio(ws, tone(500, hz=500) + silence(700))
+                events = await recv_until(
+                    ws, lambda e: e.type == "response.done" and e.response_id == first
+                )
+                done = events[-1]
+                assert done.response_status == "cancelled"
+                assert done.response_status_reason == "turn_detected"
+                assert done.data["response"]["status_details"]["type"] == "cancelled"
+                speech = [e for e in events if e.type == "input_audio_buffer.speech_started"]
+                assert speech  # the interruption came from the second utterance
+                after = await recv_until(
+                    ws, lambda e: e.type == "response.done" and e.response_id != first
+                )
+                assert not [e for e in after if e.response_id == first]
+                assert after[-1].response_status == "completed"
+                second_audio = audio_of(after, after[-1].response_id)
+                # The prefix padding cannot reach back into the first, committed turn: only
+                # the 200 ms of silence after its end (stop at 500 ms of silence) remain.
+                assert abs(len(second_audio) / 2 / RATE * 1000 - (500 + 200)) <= 40
+
+                # What reached the client of the interrupted answer bounds its truncation.
+                sent_first = audio_of(head + events, first)
+                item_id = next(e for e in head if e.type == "response.output_item.added").item_id
+                sent_ms = ev.samples_to_ms(len(sent_first) // 2)
+                await send(ws, ev.conversation_item_truncate(item_id, sent_ms + 100, "evt_t1"))
+                error = await recv(ws)
+                assert error.type == "error"
+                assert error.error["type"] == "invalid_request_error"
+                assert error.error_code == "invalid_value"
+                assert error.error["param"] == "audio_end_ms"
+                assert error.error["event_id"] == "evt_t1"
+                assert "is already shorter than" in error.error_message
+                await send(ws, ev.conversation_item_truncate(item_id, sent_ms))
+                truncated = await recv(ws)
+                assert truncated.type == "conversation.item.truncated"
+                assert truncated.data["audio_end_ms"] == sent_ms
+                await send(ws, ev.conversation_item_truncate(item_id, sent_ms))  # again: fits
+                assert (await recv(ws)).type == "conversation.item.truncated"
+                await send(ws, ev.conversation_item_truncate(item_id, sent_ms // 2))
+                assert (await recv(ws)).type == "conversation.item.truncated"
+                await send(ws, ev.conversation_item_truncate(item_id, sent_ms // 2 + 1))
+                assert (await recv(ws)).error["param"] == "audio_end_ms"  # now shorter
+                await send(ws, ev.conversation_item_truncate("item_nope", 10))
+                assert (await recv(ws)).error["param"] == "item_id"
+                user_item = next(
+                    e for e in head if e.type == "input_audio_buffer.committed"
+                ).item_id
+                await send(ws, ev.conversation_item_truncate(user_item, 10))
+                assert (await recv(ws)).error_code == "unsupported_content_type"
+                records = srv.log.truncations
+                assert [r.accepted for r in records] == [
+                    False,
+                    True,
+                    True,
+                    True,
+                    False,
+                    False,
+                    False,
+                ]
+                assert records[1].audio_end_ms == sent_ms
+
+    run(body())
+
+
+def test_barge_in_with_playback_accounting_sends_an_accepted_truncation():
+    """The client-side core against the server contract: play the answer through a
+    PlaybackQueue drained at device pace, talk over it, truncate at what was played."""
+
+    async def body() -> None:
+        queue = PlaybackQueue(TruncationMargins(device_latency_ms=0, received_margin_ms=0))
+        played = bytearray()
+        block_samples = ev.ms_to_samples(20)
+
+        async def device() -> None:  # stands in for the sounddevice callback
+            t0 = time.monotonic()
+            for n in range(1000):
+                await asyncio.sleep(max(0.0, t0 + n * 0.02 - time.monotonic()))
+                pcm, accounting = queue.pull(block_samples)
+                if accounting.spans:
+                    played.extend(pcm[: accounting.audio_samples * 2])
+
+        async with LocalRealtimeServer() as srv:
+            ws = await open_client(srv)
+            device_task = asyncio.create_task(device())
+            try:
+                async with ws:
+                    await start_session(ws, ev.SessionConfig())
+                    await send_audio(ws, silence(400) + tone(1500) + silence(700))
+                    active: set[str] = set()
+                    talked_over = False
+                    plan = None
+                    deadline = time.monotonic() + 10
+                    while True:
+                        event = await recv(ws, max(0.01, deadline - time.monotonic()))
+                        if event.type == "response.created":
+                            active.add(event.response_id)
+                        elif event.is_audio_delta:
+                            queue.push(
+                                event.item_id, event.response_id, ev.audio_delta_bytes(event)
+                            )
+                        elif event.type == "response.output_audio.done":
+                            queue.mark_audio_done(event.item_id)
+                        elif event.type == "response.done":
+                            queue.mark_response_done(event.response_id)
+                            active.discard(event.response_id)
+                        elif event.type == "input_audio_buffer.speech_started":
+                            plan = queue.interrupt(active) if talked_over else queue.interrupt()
+                            if plan is not None:
+                                await send(ws, plan.event("evt_trunc"))
+                        elif event.type in ("conversation.item.truncated", "error"):
+                            break
+                        if not talked_over and len(played) >= 2 * ev.ms_to_samples(500):
+                            talked_over = True
+                            await send_audio(ws, tone(400, hz=600) + silence(700))
+                    assert event.type == "conversation.item.truncated", event.data
+                    assert plan is not None
+                    assert event.data["audio_end_ms"] == plan.audio_end_ms
+                    # What the "device" played up to the barge-in is what was truncated to.
+                    assert abs(plan.audio_end_ms - ev.samples_to_ms(plan.played_samples)) <= 1
+                    assert plan.audio_end_ms >= 500
+                    assert plan.played_samples <= plan.received_samples
+                    # Nothing of the interrupted answer plays or counts after the barge-in
+                    # (the next answer may already be queued: its turn ended at once).
+                    assert queue.is_dropped(plan.response_id)
+                    status = queue.item_status(plan.item_id)
+                    assert status.played_samples == plan.played_samples
+                    assert status.received_samples == plan.received_samples
+                    assert srv.log.truncations[-1].accepted
+            finally:
+                device_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(device_task, 2)
+
+    run(body())
+
+
+def test_response_cancel_and_tone_answer():
+    async def body() -> None:
+        async with LocalRealtimeServer() as srv:
+            ws = await open_client(srv)
+            async with ws:
+                await start_session(ws, ev.SessionConfig())
+                await send(ws, ev.response_cancel("evt_c1"))
+                error = await recv(ws)
+                assert error.error_code == "response_cancel_not_active"
+                assert error.error["event_id"] == "evt_c1"
+                await send(ws, ev.response_create())  # nothing said yet: a tone
+                head = await recv_until(ws, of_type("response.output_audio.delta"))
+                response_id = head[0].response_id
+                await send(ws, ev.response_create("evt_c2"))
+                busy = await recv_until(ws, of_type("error"))
+                assert busy[-1].error_code == "conversation_already_has_active_response"
+                await send(ws, ev.response_cancel())
+                events = await recv_until(ws, of_type("response.done"))
+                assert events[-1].response_id == response_id
+                assert events[-1].response_status == "cancelled"
+                assert events[-1].response_status_reason == "client_cancelled"
+
+    run(body())
+
+
+def test_push_to_talk_commit_clear_and_create():
+    async def body() -> None:
+        settings = LocalServerSettings(output_speed=8.0)
+        async with LocalRealtimeServer(settings) as srv:
+            ws = await open_client(srv)
+            async with ws:
+                await start_session(ws, ev.SessionConfig(turn_detection="none"))
+                await send_audio(ws, tone(60))
+                await send(ws, ev.input_audio_commit("evt_p1"))
+                error = await recv(ws)
+                assert error.error_code == "input_audio_buffer_commit_empty"
+                assert error.error["type"] == "invalid_request_error"
+                await send(ws, ev.input_audio_clear())
+                assert (await recv(ws)).type == "input_audio_buffer.cleared"
+                said = tone(600) + silence(300)  # no VAD: nothing happens on its own
+                await send_audio(ws, said)
+                await send(ws, ev.input_audio_commit())
+                committed = await recv_until(ws, of_type("input_audio_buffer.committed"))
+                assert not [e for e in committed if e.type.startswith("input_audio_buffer.speech")]
+                await send(ws, ev.response_create())
+                events = await recv_until(ws, of_type("response.done"))
+                assert events[-1].response_status == "completed"
+                assert audio_of(events, events[-1].response_id) == said
+
+    run(body())
+
+
+def test_session_update_needs_the_ga_session_type():
+    async def body() -> None:
+        async with LocalRealtimeServer() as srv:
+            ws = await open_client(srv)
+            async with ws:
+                assert (await recv(ws)).type == "session.created"
+                await send(ws, {"type": "session.update", "session": {"instructions": "x"}})
+                error = await recv(ws)
+                assert error.error_code == "missing_required_parameter"
+                assert error.error["param"] == "session.type"
+                await send(ws, {"type": "output_audio_buffer.clear"})  # WebRTC-only event
+                assert (await recv(ws)).error["param"] == "type"
+                await asyncio.wait_for(ws.send("{not json"), 5)
+                assert (await recv(ws)).type == "error"
+
+    run(body())
+
+
+# --- handshake and connection handling ---------------------------------------------------
+
+
+def test_missing_authorization_is_rejected_with_401():
+    async def body() -> None:
+        async with LocalRealtimeServer() as srv:
+            with pytest.raises(InvalidStatus) as info:
+                await open_client(srv, headers={})
+            assert info.value.response.status_code == 401
+            assert b"API key" in info.value.response.body
+            with pytest.raises(InvalidStatus) as info:
+                await open_client(srv, headers={"Authorization": "Basic abc"})
+            assert info.value.response.status_code == 401
+            assert [c.outcome for c in srv.log.connections] == ["unauthorized", "unauthorized"]
+
+    run(body())
+
+
+def test_beta_header_is_closed_with_4000():
+    async def body() -> None:
+        async with LocalRealtimeServer() as srv:
+            ws = await open_client(srv, headers={**AUTH, "OpenAI-Beta": "realtime=v1"})
+            error = await recv(ws)
+            assert error.error_code == "beta_api_shape_disabled"
+            with pytest.raises(ConnectionClosed) as info:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == BETA_CLOSE_CODE
+            assert "beta_api_shape_disabled" in info.value.rcvd.reason
+
+    run(body())
+
+
+def test_dropped_connection_can_reconnect_and_log_hides_the_key():
+    async def body() -> None:
+        async with LocalRealtimeServer() as srv:
+            ws = await open_client(srv)
+            assert (await recv(ws)).type == "session.created"
+            assert srv.connection_count == 1
+            assert await asyncio.wait_for(srv.drop_connections(), 5) == 1
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            ws2 = await open_client(srv)
+            async with ws2:
+                assert (await recv(ws2)).type == "session.created"
+            records = srv.log.connections
+            assert [r.outcome for r in records] == ["accepted", "accepted"]
+            assert records[0].model == "gpt-realtime"
+            assert "test-key-123" not in json.dumps([r.headers for r in records])
+
+    run(body())
+
+
+def test_session_limit_ends_the_session():
+    async def body() -> None:
+        async with LocalRealtimeServer(LocalServerSettings(session_limit_s=0.3)) as srv:
+            ws = await open_client(srv)
+            assert (await recv(ws)).type == "session.created"
+            error = await recv(ws, timeout_s=3)
+            assert error.error_code == "session_expired"
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+
+    run(body())
+
+
+def test_background_thread_server():
+    with LocalServerThread() as thread:
+        assert thread.url.startswith("ws://127.0.0.1:")
+
+        async def body() -> None:
+            ws = await asyncio.wait_for(
+                connect(thread.url, additional_headers=AUTH, proxy=None, open_timeout=5), 5
+            )
+            assert (await recv(ws)).type == "session.created"
+            assert await asyncio.wait_for(asyncio.to_thread(thread.drop_connections), 5) == 1
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+
+        run(body())
+        assert thread.server.log.connections[0].outcome == "accepted"
+
+
+def test_busy_port_is_a_user_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+
+        async def body() -> None:
+            with pytest.raises(UserError):
+                async with LocalRealtimeServer(LocalServerSettings(port=port)):
+                    pass
+
+        run(body())
