@@ -8,6 +8,7 @@ their tests never see pulsectl objects, and a dead or missing server is always o
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,6 +100,20 @@ def server_address() -> str:
     return str(sock) if sock else "(no XDG_RUNTIME_DIR or PULSE_SERVER set)"
 
 
+def _probe_socket(path: str, timeout_s: float) -> None:
+    """Fail fast and clearly when nothing listens on a local pipewire-pulse socket."""
+    if not path.startswith("/"):
+        return  # a TCP server or libpulse's own defaults: let libpulse find it
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout_s)
+        try:
+            s.connect(path)
+        except OSError as e:
+            raise UserError(
+                f"pipewire-pulse is not running (cannot connect to {path})", NOT_RUNNING_HINT
+            ) from e
+
+
 class AudioServer:
     """An open connection to pipewire-pulse."""
 
@@ -117,10 +132,13 @@ class AudioServer:
         if server is None and env is not None:
             server = env.get("PULSE_SERVER")
         address = server or server_address()
+        _probe_socket(address.removeprefix("unix:"), timeout_s)
         pulse = pulsectl.Pulse("pivoicectl", server=server, connect=False)
         try:
             try:
-                pulse.connect(autospawn=False, wait=False, timeout=timeout_s)
+                # No pulsectl timeout: its timed connect always waits the whole timeout.
+                # The socket probe above already failed fast if nobody listens.
+                pulse.connect(autospawn=False, wait=False)
             except (pulsectl.PulseError, OSError) as e:
                 raise UserError(
                     f"pipewire-pulse is not running (cannot connect to {address})",

@@ -424,6 +424,10 @@ def undo(opts: SetupOptions) -> SetupResult:
         final = server.info()
     result.default_source = final.default_source
     result.default_sink = final.default_sink
+    if prev_source:
+        result.persisted = wireplumber_state.wait_persisted(
+            wireplumber_state.SOURCE_KEY, prev_source
+        )
     paths.setup_undo_file().unlink()
     result.changed = True
     return result
