@@ -196,6 +196,14 @@ class AudioServer:
     def client_names(self) -> list[str]:
         return [c.proplist.get("application.name", c.name) for c in self._pulse.client_list()]
 
+    def capture_source_of(self, stream_node_name: str) -> str | None:
+        """The source a capture stream (by node.name) is reading from, if any."""
+        sources = {s.index: s.name for s in self._pulse.source_list()}
+        for so in self._pulse.source_output_list():
+            if so.proplist.get("node.name") == stream_node_name:
+                return sources.get(so.source)
+        return None
+
     def streams_linked(self, captures: dict[str, str], playbacks: dict[str, str]) -> bool:
         """True if each named capture stream reads from, and each playback stream plays
         into, the named node; the way to tell that the session manager did its linking."""

@@ -37,6 +37,8 @@ class Facts:
     config_text: str | None = None
     sources: list[str] = field(default_factory=list)
     sinks: list[str] = field(default_factory=list)
+    ec_capture_from: str | None = None
+    """The source the echo canceller's capture stream actually reads from."""
     default_source: str | None = None
     default_sink: str | None = None
     persisted: dict[str, str] = field(default_factory=dict)
@@ -162,7 +164,7 @@ def evaluate(f: Facts) -> list[Check]:
                 "pivoicectl setup --mic NODE --speaker NODE",
             )
         )
-    elif pins is None:
+    elif not echo_config.written_by_pivoicectl(f.config_text):
         add(
             Check(
                 "echo-cancel-config",
@@ -173,21 +175,27 @@ def evaluate(f: Facts) -> list[Check]:
             )
         )
     else:
-        add(
-            Check(
-                "echo-cancel-config",
-                t,
-                PASS,
-                f"{f.config_path} (mic {pins[0]}, speaker {pins[1]})",
-            )
-        )
+        pinned = f" (mic {pins[0]}, speaker {pins[1]})" if pins else " (follows the defaults)"
+        add(Check("echo-cancel-config", t, PASS, f"{f.config_path}{pinned}"))
 
     # --- echo-cancel-loaded
     t = "Echo canceller loaded (source_ec)"
     if not f.pulse_ok:
         add(_skip("echo-cancel-loaded", t, "pulse-compat"))
+    elif SOURCE_NAME in f.sources and pins and f.ec_capture_from not in (None, pins[0]):
+        add(
+            Check(
+                "echo-cancel-loaded",
+                t,
+                FAIL,
+                f"{SOURCE_NAME} exists but cancels echo on {f.ec_capture_from}, not on the "
+                f"pinned mic {pins[0]}",
+                f"plug {pins[0]} in and run `{f.restart_command}`, or: pivoicectl setup --mic NODE",
+            )
+        )
     elif SOURCE_NAME in f.sources:
-        add(Check("echo-cancel-loaded", t, PASS, f"{SOURCE_NAME} exists"))
+        src = f" (capturing {f.ec_capture_from})" if f.ec_capture_from else ""
+        add(Check("echo-cancel-loaded", t, PASS, f"{SOURCE_NAME} exists{src}"))
     elif f.config_text is None:
         add(
             Check(

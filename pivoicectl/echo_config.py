@@ -16,6 +16,7 @@ from pivoicectl.errors import UserError
 
 SOURCE_NAME = "source_ec"
 SINK_NAME = "sink_ec"
+EC_CAPTURE_STREAM = "capture.source_ec"
 
 # The boolean options aec-webrtc.cpp reads (PipeWire 0.3.65 and 1.4.2); the webrtc
 # library ignores keys it does not know, so we reject them here instead.
@@ -127,7 +128,24 @@ def _quote(name: str) -> str:
 _HEADER = re.compile(r"^# pivoicectl: mic=(\S+) speaker=(\S+)$", re.M)
 
 
+def written_by_pivoicectl(text: str) -> bool:
+    return _HEADER.search(text) is not None
+
+
+def _target(text: str, props: str) -> str | None:
+    m = re.search(
+        props + r'\s*=\s*\{[^{}]*?target\.object\s*=\s*"?([^"\s{}]+)"?', _strip_comments(text)
+    )
+    return m.group(1) if m else None
+
+
+def _strip_comments(text: str) -> str:
+    return "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+
+
 def pinned_devices(text: str) -> tuple[str, str] | None:
-    """The mic and speaker a config written by pivoicectl pins, from its header line."""
-    m = _HEADER.search(text)
-    return (m.group(1), m.group(2)) if m else None
+    """The mic and speaker a config pins, read from its capture and speaker-side props
+    (what PipeWire will use, even if someone edited the file by hand)."""
+    mic = _target(text, "capture.props")
+    speaker = _target(text, "playback.props") or _target(text, "sink.props")
+    return (mic, speaker) if mic and speaker else None

@@ -19,7 +19,7 @@ from pivoicectl import paths, restart, wireplumber_state
 from pivoicectl import render as output
 from pivoicectl.audio_server import AudioServer
 from pivoicectl.doctor_rules import FAIL, PASS, SAFE_FIXES, SKIP, WARN, Check, Facts, evaluate
-from pivoicectl.echo_config import SINK_NAME, SOURCE_NAME
+from pivoicectl.echo_config import EC_CAPTURE_STREAM, SINK_NAME, SOURCE_NAME
 from pivoicectl.errors import UserError
 
 
@@ -107,6 +107,7 @@ def gather() -> Facts:
             f.sources = [n.name for n in server.sources()]
             f.sinks = [n.name for n in server.sinks()]
             f.wireplumber_running = "WirePlumber" in server.client_names()
+            f.ec_capture_from = server.capture_source_of(EC_CAPTURE_STREAM)
     except UserError as e:
         f.pulse_error = e.message
     try:
