@@ -218,10 +218,10 @@ def evaluate(f: Facts) -> list[Check]:
     t = "Default source is source_ec"
     if not f.pulse_ok:
         add(_skip("default-source", t, "pulse-compat"))
-    elif f.default_source == SOURCE_NAME:
-        add(Check("default-source", t, PASS, f"default source: {SOURCE_NAME}"))
     elif SOURCE_NAME not in f.sources:
         add(_skip("default-source", t, "echo-cancel-loaded"))
+    elif f.default_source == SOURCE_NAME:
+        add(Check("default-source", t, PASS, f"default source: {SOURCE_NAME}"))
     else:
         add(
             Check(
@@ -239,10 +239,10 @@ def evaluate(f: Facts) -> list[Check]:
         add(Check("default-sink", t, SKIP, "not needed: the config uses the speaker's monitor"))
     elif not f.pulse_ok:
         add(_skip("default-sink", t, "pulse-compat"))
-    elif f.default_sink == SINK_NAME:
-        add(Check("default-sink", t, PASS, f"default sink: {SINK_NAME}"))
     elif SINK_NAME not in f.sinks:
         add(_skip("default-sink", t, "echo-cancel-loaded"))
+    elif f.default_sink == SINK_NAME:
+        add(Check("default-sink", t, PASS, f"default sink: {SINK_NAME}"))
     else:
         add(
             Check(

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+from pivoicectl.doctor_rules import Facts, evaluate
+from pivoicectl.echo_config import EchoConfig
+
+CONF = EchoConfig("mic", "spk", "1.4.2", {}).render()
+
+
+def healthy(**changes) -> Facts:
+    f = Facts(
+        pipewire_socket="/run/user/1000/pipewire-0",
+        pipewire_reachable=True,
+        server_name="PulseAudio (on PipeWire 1.4.2)",
+        wireplumber_running=True,
+        config_path="/home/pi/.config/pipewire/pipewire.conf.d/60-echo-cancel.conf",
+        config_text=CONF,
+        sources=["mic", "source_ec", "spk.monitor"],
+        sinks=["spk"],
+        ec_capture_from="mic",
+        default_source="source_ec",
+        default_sink="spk",
+        persisted={"default.configured.audio.source": "source_ec"},
+        portaudio_names=["pulse", "default"],
+        api_key_present=True,
+    )
+    for k, v in changes.items():
+        setattr(f, k, v)
+    return f
+
+
+def by_id(facts: Facts) -> dict[str, tuple[str, str, str]]:
+    return {c.id: (c.status, c.detail, c.fix) for c in evaluate(facts)}
+
+
+def test_healthy_stack_passes_everything_it_can():
+    r = by_id(healthy())
+    assert {k: v[0] for k, v in r.items()} == {
+        "pipewire-running": "pass",
+        "pulse-compat": "pass",
+        "wireplumber": "pass",
+        "echo-cancel-config": "pass",
+        "echo-cancel-loaded": "pass",
+        "default-source": "pass",
+        "default-sink": "skip",
+        "default-persisted": "pass",
+        "portaudio-pulse": "pass",
+        "headless-linger": "skip",
+        "api-key": "pass",
+    }
+
+
+def test_every_failure_comes_with_a_fix():
+    broken = healthy(
+        pipewire_reachable=False,
+        pulse_error="pipewire-pulse is not running",
+        config_text=None,
+        portaudio_error="PortAudio is not installed",
+        api_key_present=False,
+        systemd_user=True,
+        linger=False,
+        user="pi",
+    )
+    for check in evaluate(broken):
+        if check.status in ("fail", "warn"):
+            assert check.fix, check
+
+
+def test_real_pulseaudio_is_not_pipewire():
+    r = by_id(healthy(server_name="pulseaudio"))
+    assert r["pulse-compat"][0] == "fail"
+    assert r["echo-cancel-loaded"][0] == "skip"
+
+
+def test_default_source_changed():
+    r = by_id(healthy(default_source="mic"))
+    assert r["default-source"][0] == "fail"
+    assert "pactl set-default-source source_ec" in r["default-source"][2]
+
+
+def test_persisted_default_points_elsewhere_fails_and_missing_warns():
+    assert (
+        by_id(healthy(persisted={"default.configured.audio.source": "mic"}))["default-persisted"][0]
+        == "fail"
+    )
+    assert by_id(healthy(persisted={}))["default-persisted"][0] == "warn"
+
+
+def test_config_present_module_missing_says_restart():
+    r = by_id(healthy(sources=["mic", "spk.monitor"], ec_capture_from=None))
+    assert r["echo-cancel-loaded"][0] == "fail"
+    assert "systemctl --user restart" in r["echo-cancel-loaded"][2]
+    assert r["default-source"][0] == "skip"
+
+
+def test_pinned_mic_unplugged():
+    r = by_id(
+        healthy(sources=["source_ec", "spk.monitor", "webcam_mic"], ec_capture_from="webcam_mic")
+    )
+    assert r["echo-cancel-config"][0] == "fail"
+    assert "mic" in r["echo-cancel-config"][1]
+    assert r["echo-cancel-loaded"][0] == "fail"
+    assert "webcam_mic" in r["echo-cancel-loaded"][1]
+
+
+def test_foreign_config_is_a_warning():
+    r = by_id(
+        healthy(config_text="context.modules = [ { name = libpipewire-module-echo-cancel } ]")
+    )
+    assert r["echo-cancel-config"][0] == "warn"
+
+
+def test_03_config_needs_sink_ec_as_default_sink():
+    conf03 = EchoConfig("mic", "spk", "0.3.65", {}).render()
+    r = by_id(healthy(config_text=conf03, sinks=["spk", "sink_ec"], default_sink="spk"))
+    assert r["default-sink"][0] == "fail"
+    assert "pactl set-default-sink sink_ec" in r["default-sink"][2]
+
+
+def test_linger_off_is_a_warning_with_the_command():
+    r = by_id(healthy(systemd_user=True, linger=False, user="pi"))
+    assert r["headless-linger"] == (
+        "warn",
+        r["headless-linger"][1],
+        "sudo loginctl enable-linger pi",
+    )
+
+
+def test_portaudio_without_pulse_device_fails():
+    r = by_id(healthy(portaudio_names=["hw:0,0", "sysdefault"]))
+    assert r["portaudio-pulse"][0] == "fail"
+    assert "libasound2-plugins" in r["portaudio-pulse"][2]
