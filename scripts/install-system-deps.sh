@@ -56,13 +56,14 @@ if [[ "$gen" == backports ]]; then
 fi
 apt-get update -qq
 if [[ "$gen" == bookworm ]]; then
-  # downgrade if a newer generation is installed
-  vers=()
-  for p in "${pw_pkgs[@]}"; do
-    v=$(apt-cache madison "$p" | awk -F'|' '$3 ~ /bookworm\/main/ && $3 !~ /backports/ {gsub(/ /,"",$2); print $2; exit}')
-    [[ -n "$v" ]] && vers+=("$p=$v") || vers+=("$p")
-  done
-  apt-get install -y -qq --allow-downgrades --no-install-recommends "${vers[@]}" "${other_pkgs[@]}"
+  # Going back from the backports generation: remove it whole (its libraries have
+  # other package names, e.g. libwireplumber-0.5-0), then install Debian's own.
+  if [[ "$installed" == 1.* ]]; then
+    mapfile -t newer < <(dpkg-query -W -f='${Package} ${Version}\n' 2>/dev/null \
+      | awk '$2 ~ /bpo/ && $1 ~ /pipewire|wireplumber|libspa|gstreamer1.0-pipewire/ {print $1}')
+    apt-get remove -y -qq "${newer[@]}"
+  fi
+  apt-get install -y -qq --no-install-recommends "${pw_pkgs[@]}" "${other_pkgs[@]}"
 else
   apt-get install -y -qq --no-install-recommends "${target[@]}" "${pw_pkgs[@]}"
   apt-get install -y -qq --no-install-recommends "${other_pkgs[@]}"

@@ -134,6 +134,12 @@ def _pipewire_version(info: ServerInfo) -> str:
 # ----------------------------------------------------------------------------- waiting
 
 
+def _was(current: str, saved: str | None) -> str:
+    if saved in (None, current):
+        return f"was {current}"
+    return f"was {current}; WirePlumber had saved {saved}"
+
+
 def _status(progress: bool, text: str) -> AbstractContextManager[Any]:
     return output.err().status(text) if progress else nullcontext()
 
@@ -208,11 +214,16 @@ def setup(opts: SetupOptions, progress: bool = True) -> SetupResult:
     write = old_bytes != new_bytes
     source_exists = any(n.name == SOURCE_NAME for n in sources)
     need_restart = write or not source_exists
-    persisted = wireplumber_state.persisted_defaults().get(wireplumber_state.SOURCE_KEY)
+    saved = wireplumber_state.persisted_defaults()
+    persisted = saved.get(wireplumber_state.SOURCE_KEY)
     # The *configured* default is what survives a reboot, not the current one: source_ec
     # can be the default by priority alone while WirePlumber has another name saved.
     set_source = write or info.default_source != SOURCE_NAME or persisted != SOURCE_NAME
-    set_sink = cfg.uses_sink and (write or info.default_sink != SINK_NAME)
+    set_sink = cfg.uses_sink and (
+        write
+        or info.default_sink != SINK_NAME
+        or saved.get(wireplumber_state.SINK_KEY) != SINK_NAME
+    )
     wp_version = versions.installed_wireplumber()
 
     result = SetupResult(
@@ -277,17 +288,20 @@ def setup(opts: SetupOptions, progress: bool = True) -> SetupResult:
 
     with AudioServer.connect() as server:
         info_now = server.info()
-        saved = wireplumber_state.persisted_defaults().get(wireplumber_state.SOURCE_KEY)
-        if info_now.default_source != SOURCE_NAME or saved != SOURCE_NAME:
+        saved = wireplumber_state.persisted_defaults()
+        saved_source = saved.get(wireplumber_state.SOURCE_KEY)
+        if info_now.default_source != SOURCE_NAME or saved_source != SOURCE_NAME:
             with _status(progress, f"setting the default source to {SOURCE_NAME} …"):
                 server.set_default_source(SOURCE_NAME)
             result.actions.append(
-                f"set the default source to {SOURCE_NAME} (was {info_now.default_source})"
+                f"set the default source to {SOURCE_NAME} "
+                f"({_was(info_now.default_source, saved_source)})"
             )
-        if cfg.uses_sink and info_now.default_sink != SINK_NAME:
+        saved_sink = saved.get(wireplumber_state.SINK_KEY)
+        if cfg.uses_sink and (info_now.default_sink != SINK_NAME or saved_sink != SINK_NAME):
             server.set_default_sink(SINK_NAME)
             result.actions.append(
-                f"set the default sink to {SINK_NAME} (was {info_now.default_sink})"
+                f"set the default sink to {SINK_NAME} ({_was(info_now.default_sink, saved_sink)})"
             )
         final = server.info()
     result.default_source = final.default_source

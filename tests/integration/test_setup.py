@@ -31,11 +31,19 @@ def setup_json(room, *args: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def persisted(room) -> str | None:
+def persisted(room, kind: str = "source", expect: str | None = None) -> str | None:
+    """What WirePlumber saved; with `expect`, wait up to 3 s for it (it saves lazily)."""
+    import time
+
     from pivoicectl.wireplumber_state import parse_default_nodes
 
     f = room.paths.state / "wireplumber" / "default-nodes"
-    return parse_default_nodes(f.read_text()).get("default.configured.audio.source")
+    deadline = time.monotonic() + (3 if expect else 0)
+    while True:
+        value = parse_default_nodes(f.read_text()).get(f"default.configured.audio.{kind}")
+        if value == expect or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
 
 
 def test_setup_creates_source_ec_makes_it_default_and_persists_it(room):
@@ -51,6 +59,11 @@ def test_setup_creates_source_ec_makes_it_default_and_persists_it(room):
     assert "source_ec" in room.names()
     assert room.info().default_source == "source_ec"
     assert r["persisted"] is True and persisted(room) == "source_ec"
+    if r["template"] == "echo-cancel-0.3":  # apps must play into the echo-cancel sink
+        assert room.info().default_sink == "sink_ec"
+        assert persisted(room, "sink", expect="sink_ec") == "sink_ec"
+    else:
+        assert room.info().default_sink == "sim_speaker"
     text = room.ec_conf.read_text()
     assert 'target.object = "sim_mic"' in text
     assert "webrtc.noise_suppression = false" in text
@@ -80,6 +93,7 @@ def test_undo_restores_the_tree_and_default_source_when_there_was_no_file(room):
     assert r["operation"] == "undo"
     assert snapshot(room.paths.config) == before
     assert room.info().default_source == "sim_mic"
+    assert room.info().default_sink == "sim_speaker"
     assert "source_ec" not in room.names()
     assert persisted(room) == "sim_mic"
     again = run_cli("setup", "--undo", env=room.env)
