@@ -257,6 +257,18 @@ def sim_talk(
     cmd.talk(sim_dir, wav, say, wait=wait)
 
 
+def _register_adapters() -> None:
+    import importlib
+
+    from pivoicectl.cli import ADAPTERS
+
+    for name in ADAPTERS:
+        importlib.import_module(f"pivoicectl.cli.{name}").register(app)
+
+
+_register_adapters()
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry: run the app, turning UserError into one line and an exit code."""
     from pivoicectl.render import error_line
