@@ -66,6 +66,32 @@ def _skip(id_: str, title: str, needs: str) -> Check:
     return Check(id_, title, SKIP, f"needs {needs} to pass first")
 
 
+_BYPASS = {
+    "source": "apps record the raw mic, with echo",
+    "sink": "its sound bypasses the canceller",
+}
+
+
+def _default_check(
+    f: Facts, kind: str, want: str, present: list[str], current: str | None
+) -> Check:
+    id_ = f"default-{kind}"
+    title = f"Default {kind} is {want}" + (" (PipeWire 0.3)" if kind == "sink" else "")
+    if not f.pulse_ok:
+        return _skip(id_, title, "pulse-compat")
+    if want not in present:
+        return _skip(id_, title, "echo-cancel-loaded")
+    if current == want:
+        return Check(id_, title, PASS, f"default {kind}: {want}")
+    return Check(
+        id_,
+        title,
+        FAIL,
+        f"default {kind} is {current}: {_BYPASS[kind]}",
+        f"pactl set-default-{kind} {want}   (or: pivoicectl doctor --fix)",
+    )
+
+
 def evaluate(f: Facts) -> list[Check]:
     checks: list[Check] = []
     add = checks.append
@@ -214,43 +240,17 @@ def evaluate(f: Facts) -> list[Check]:
             )
         )
 
-    # --- default-source
-    t = "Default source is source_ec"
-    if not f.pulse_ok:
-        add(_skip("default-source", t, "pulse-compat"))
-    elif SOURCE_NAME not in f.sources:
-        add(_skip("default-source", t, "echo-cancel-loaded"))
-    elif f.default_source == SOURCE_NAME:
-        add(Check("default-source", t, PASS, f"default source: {SOURCE_NAME}"))
-    else:
-        add(
-            Check(
-                "default-source",
-                t,
-                FAIL,
-                f"default source is {f.default_source}: apps record the raw mic, with echo",
-                f"pactl set-default-source {SOURCE_NAME}   (or: pivoicectl doctor --fix)",
-            )
-        )
-
-    # --- default-sink (0.3 template only: apps must play into sink_ec)
-    t = "Default sink is sink_ec (PipeWire 0.3)"
-    if not f.uses_sink:
-        add(Check("default-sink", t, SKIP, "not needed: the config uses the speaker's monitor"))
-    elif not f.pulse_ok:
-        add(_skip("default-sink", t, "pulse-compat"))
-    elif SINK_NAME not in f.sinks:
-        add(_skip("default-sink", t, "echo-cancel-loaded"))
-    elif f.default_sink == SINK_NAME:
-        add(Check("default-sink", t, PASS, f"default sink: {SINK_NAME}"))
+    # --- default-source, and default-sink (0.3 template only: apps must play into sink_ec)
+    add(_default_check(f, "source", SOURCE_NAME, f.sources, f.default_source))
+    if f.uses_sink:
+        add(_default_check(f, "sink", SINK_NAME, f.sinks, f.default_sink))
     else:
         add(
             Check(
                 "default-sink",
-                t,
-                FAIL,
-                f"default sink is {f.default_sink}: its sound bypasses the canceller",
-                f"pactl set-default-sink {SINK_NAME}   (or: pivoicectl doctor --fix)",
+                "Default sink is sink_ec (PipeWire 0.3)",
+                SKIP,
+                "not needed: the config uses the speaker's monitor",
             )
         )
 
