@@ -122,7 +122,8 @@ def setup(
         dry_run=dry_run,
         timeout_s=timeout,
     )
-    result = cmd.undo(options) if undo else cmd.setup(options, progress=not json_out)
+    progress = not json_out
+    result = cmd.undo(options, progress) if undo else cmd.setup(options, progress)
     cmd.render(result, json_out)
 
 

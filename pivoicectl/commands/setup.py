@@ -370,7 +370,7 @@ def _load_undo() -> dict[str, Any]:
 # ----------------------------------------------------------------------------- undo
 
 
-def undo(opts: SetupOptions) -> SetupResult:
+def undo(opts: SetupOptions, progress: bool = True) -> SetupResult:
     record = _load_undo()
     conf_path = Path(record["config_path"])
     current = _read(conf_path)
@@ -417,9 +417,9 @@ def undo(opts: SetupOptions) -> SetupResult:
         except OSError:
             pass  # not empty: something else lives there now
 
-    restarted = _restart(result, opts, progress=True)
+    restarted = _restart(result, opts, progress)
     if restarted and prev_source:
-        _wait_for(prev_source, "source", opts.timeout_s, progress=True)
+        _wait_for(prev_source, "source", opts.timeout_s, progress)
     with AudioServer.connect() as server:
         now = server.info()
         saved = wireplumber_state.persisted_defaults().get(wireplumber_state.SOURCE_KEY)
