@@ -306,6 +306,11 @@ def up(paths: SimPaths, room: roomlib.RoomSettings, timeout_s: float = 20.0) -> 
             f"a simulated room is already running in {paths.root}",
             "use it, or stop it with `pivoicectl sim down` first",
         )
+    if paths.root.exists() and any(paths.root.iterdir()) and not paths.instance_file.exists():
+        raise UserError(
+            f"{paths.root} is not empty and holds no simulated room",
+            "give --dir a new or empty directory",
+        )
     create(paths, room)
     data = read_instance(paths)
     dbus_pid = data.get("dbus_pid")
@@ -346,5 +351,11 @@ def down(paths: SimPaths, remove: bool = True) -> list[str]:
         _terminate(dbus_pid, "dbus-daemon")
         stopped.append("dbus-daemon")
     if remove and paths.instance_file.exists():
-        shutil.rmtree(paths.root, ignore_errors=True)
+        # Only what `create` made: a --dir that held other files keeps them.
+        for d in (paths.run, paths.config, paths.state, paths.logs):
+            shutil.rmtree(d, ignore_errors=True)
+        paths.ir_wav.unlink(missing_ok=True)
+        paths.instance_file.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            paths.root.rmdir()
     return stopped
