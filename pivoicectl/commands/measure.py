@@ -1,0 +1,557 @@
+"""`pivoicectl measure`: how much of the speaker the microphone hears, before and after
+the echo canceller, measured on the device itself.
+
+It plays a test signal through the speaker and records, sample-aligned on one clock
+(see `pivoicectl.recorder`), the speaker's monitor (the reference), the raw mic (the
+canceller's capture device) and source_ec; the numbers come from the pure DSP in
+`pivoicectl.dsp.echo`. Planning (options, node choice, verdict) is pure and unit-tested;
+the recording is the only I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pivoicectl import render as output
+from pivoicectl.errors import UserError
+
+RATE = 48000
+DEFAULT_DURATION_S = 6.0
+MIN_DURATION_S = 2.0
+MAX_DURATION_S = 60.0
+DEFAULT_LEVEL_DBFS = -20.0
+DEFAULT_MIN_ERLE_DB = 25.0
+"""Shipped threshold. In the simulated room the shipped defaults reach 35-60 dB (often
+capped by the output's digital silence) and untuned PipeWire 25-45 dB; 25 dB is where
+an echo 12 dB below the speaker ends up under the VAD's -50 dBFS speech floor at
+ordinary playback levels, i.e. where the assistant stops triggering on itself."""
+DEFAULT_MIN_RETENTION_DB = -10.0
+"""A near-end talker losing more than 10 dB while the assistant speaks is hard to hear
+for a server VAD: barge-in becomes unreliable."""
+CONVERGENCE_THRESHOLD_DB = 20.0
+"""Converged = the output stays this far under the mic. 10 dB (the DSP's default) is
+passed within 0.2 s by webrtc, while blocks still leak 11-13 dB; counting those as
+steady state dragged a fresh canceller's ERLE from 60 dB down to 29 dB here."""
+_LEAD_S = 0.3  # recording before the signal starts (the node's start-up)
+_TAIL_S = 0.6  # after it ends: the echo tail, and idle blocks for the noise levels
+_TALKER_START = 0.5  # the near-end talker starts at this fraction of the signal
+_TALKER_MAX = 0.45  # and lasts at most this fraction of it
+_TALKER_EARLY_S = 0.2  # place the clean talker this early: the delay search looks forward
+SPEECH_TEXT = (
+    "This is a measurement of the echo path. The assistant must never hear itself. "
+    "One, two, three, four, five. The quick brown fox jumps over the lazy dog."
+)
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    duration_s: float = DEFAULT_DURATION_S
+    signal: str = "noise"
+    level_dbfs: float = DEFAULT_LEVEL_DBFS
+    mic: str | None = None
+    speaker: str | None = None
+    talker_file: Path | None = None
+    talker_sink: str | None = None
+    min_erle_db: float = DEFAULT_MIN_ERLE_DB
+    min_retention_db: float = DEFAULT_MIN_RETENTION_DB
+    plot: Path | None = None
+
+
+@dataclass(frozen=True)
+class Nodes:
+    """The nodes one measurement uses."""
+
+    speaker: str
+    """Sink whose monitor is the reference (what really leaves the speaker)."""
+    playback_sink: str
+    """Where the test signal is played: sink_ec on PipeWire 0.3 setups, else the speaker."""
+    mic: str
+    """The canceller's capture device (raw mic)."""
+    output: str
+    """The echo-cancelled source."""
+
+
+@dataclass
+class MeasureResult:
+    verdict: str  # "pass" or "fail"
+    reasons: list[str]
+    erl_db: float
+    erle_db: float
+    erle_capped: bool
+    echo_delay_ms: float
+    convergence_s: float | None
+    double_talk_retention_db: float | None
+    thresholds: dict[str, float]
+    nodes: dict[str, str]
+    signal: str
+    signal_source: str
+    level_dbfs: float
+    duration_s: float
+    recorded_s: float
+    rate: int
+    levels_dbfs: dict[str, float] = field(default_factory=dict)
+    plot: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "pass"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items()}
+        d["ok"] = self.ok
+        return d
+
+
+# ----------------------------------------------------------------------------- pure parts
+
+
+def validate(opts: MeasureOptions) -> None:
+    """Bad input as one UserError (exit 2), before anything plays."""
+    from pivoicectl.dsp.signals import SIGNAL_KINDS
+
+    if not MIN_DURATION_S <= opts.duration_s <= MAX_DURATION_S:
+        raise UserError(
+            f"--duration {opts.duration_s:g} s is out of range",
+            f"use {MIN_DURATION_S:g} to {MAX_DURATION_S:g} seconds",
+        )
+    if opts.signal not in SIGNAL_KINDS:
+        raise UserError(f"--signal {opts.signal!r} is unknown", "use " + "|".join(SIGNAL_KINDS))
+    if not -60.0 <= opts.level_dbfs <= -3.0:
+        raise UserError(f"--level {opts.level_dbfs:g} dBFS is out of range", "use -60 to -3")
+    if (opts.talker_file is None) != (opts.talker_sink is None):
+        raise UserError(
+            "--talker-file and --talker-sink go together",
+            "e.g. --talker-file question.wav --talker-sink sim_air",
+        )
+    if opts.plot is not None and opts.plot.suffix.lower() != ".png":
+        raise UserError(f"--plot {opts.plot} is not a .png path", "e.g. --plot echo.png")
+
+
+def choose_nodes(
+    opts: MeasureOptions,
+    sources: dict[str, bool],
+    sinks: set[str],
+    default_sink: str,
+    pinned: tuple[str, str] | None,
+    ec_capture_from: str | None,
+) -> Nodes:
+    """Pick the nodes from what exists. `sources` maps name -> is a monitor.
+
+    The mic is the one the canceller really captures (what the running module reads,
+    else the config's pin) unless --mic says otherwise; the speaker likewise.
+    """
+    from pivoicectl.echo_config import SINK_NAME, SOURCE_NAME
+
+    hint = "list them with `pivoicectl devices`"
+    if SOURCE_NAME not in sources:
+        raise UserError(
+            f"there is no {SOURCE_NAME}: echo cancellation is not running",
+            "run `pivoicectl setup` (then `pivoicectl doctor` if it still lacks)",
+        )
+    mic = opts.mic or ec_capture_from or (pinned[0] if pinned else None)
+    if mic is None:
+        raise UserError("cannot tell which microphone the canceller uses", "pass --mic NODE")
+    if mic not in sources:
+        raise UserError(f"no source named {mic!r}", hint)
+    if mic == SOURCE_NAME or sources[mic]:
+        raise UserError(f"{mic!r} is not a raw microphone", "pass --mic with the real mic")
+    speaker = opts.speaker or (pinned[1] if pinned else None)
+    if speaker is None:
+        speaker = default_sink if default_sink != SINK_NAME else ""
+    if not speaker:
+        raise UserError("cannot tell which speaker to measure", "pass --speaker NODE")
+    if speaker not in sinks:
+        raise UserError(f"no sink named {speaker!r}", hint)
+    if opts.talker_sink is not None and opts.talker_sink not in sinks:
+        raise UserError(f"no sink named {opts.talker_sink!r} for --talker-sink", hint)
+    playback = SINK_NAME if SINK_NAME in sinks and speaker != SINK_NAME else speaker
+    return Nodes(speaker=speaker, playback_sink=playback, mic=mic, output=SOURCE_NAME)
+
+
+def signal_onset(reference: np.ndarray, rate: int, block_ms: float = 10.0) -> int | None:
+    """First sample of the first block within 40 dB of the reference's loud level."""
+    from pivoicectl.dsp.levels import frame_levels_dbfs
+
+    block = max(1, round(rate * block_ms / 1000.0))
+    levels = frame_levels_dbfs(reference, block)
+    if levels.size == 0 or levels.max() <= -100.0:
+        return None
+    top = float(np.percentile(levels, 95))
+    loud = np.flatnonzero(levels >= top - 40.0)
+    return int(loud[0] * block) if loud.size else None
+
+
+def place_talker(talker: np.ndarray, offset_samples: int, n_samples: int) -> np.ndarray:
+    """The clean talker on the recording's time line (zeros elsewhere)."""
+    track = np.zeros(n_samples)
+    start = max(0, offset_samples)
+    skip = start - offset_samples
+    part = talker[skip : skip + max(0, n_samples - start)]
+    track[start : start + part.size] = part
+    return track
+
+
+def judge(
+    erle_db: float,
+    erle_capped: bool,
+    convergence_s: float | None,
+    retention_db: float | None,
+    min_erle_db: float,
+    min_retention_db: float,
+) -> tuple[str, list[str]]:
+    """The verdict and why, from the metrics and the thresholds."""
+    reasons: list[str] = []
+    if erle_db < min_erle_db:
+        if erle_capped:
+            reasons.append(
+                f"ERLE is at least {erle_db:.1f} dB but that cannot show {min_erle_db:g} dB: "
+                "the echo is too quiet to measure; raise --level or the speaker volume"
+            )
+        else:
+            reasons.append(f"ERLE {erle_db:.1f} dB is below {min_erle_db:g} dB")
+    if convergence_s is None:
+        reasons.append(
+            f"the canceller never stayed converged ({CONVERGENCE_THRESHOLD_DB:g} dB) until the end"
+        )
+    if retention_db is not None and retention_db < min_retention_db:
+        reasons.append(
+            f"the near-end talker loses {-retention_db:.1f} dB during double talk "
+            f"(limit {-min_retention_db:g} dB): barge-in will be unreliable"
+        )
+    return ("fail" if reasons else "pass"), reasons
+
+
+def analyze(
+    recording: np.ndarray,
+    rate: int,
+    talker: np.ndarray | None = None,
+    talker_offset_s: float = 0.0,
+) -> tuple[Any, dict[str, float], np.ndarray]:
+    """Metrics of an aligned (reference, mic, output) recording.
+
+    The recording is cut to start where the reference does (so convergence counts from
+    the first sound); `talker_offset_s` is when the talker started, in seconds after
+    the reference did. Returns (EchoMetrics, levels in dBFS, trimmed recording).
+    """
+    from pivoicectl.dsp.echo import compute_echo_metrics
+    from pivoicectl.dsp.levels import dbfs
+
+    onset = signal_onset(recording[:, 0], rate)
+    if onset is None:
+        raise UserError(
+            "the speaker's monitor stayed silent: nothing was played",
+            "check the speaker with `pivoicectl devices`; is another app holding it?",
+            exit_code=1,
+        )
+    rec = recording[onset:].astype(np.float64)
+    ref, mic, out = rec[:, 0], rec[:, 1], rec[:, 2]
+    track = None
+    if talker is not None:
+        offset = round((talker_offset_s - _TALKER_EARLY_S) * rate)
+        track = place_talker(talker, offset, ref.size)
+    try:
+        metrics = compute_echo_metrics(
+            ref, mic, out, rate, track, convergence_threshold_db=CONVERGENCE_THRESHOLD_DB
+        )
+    except UserError as e:  # a measurement that found nothing is a failed check, not bad input
+        raise UserError(e.message, e.hint, exit_code=1) from e
+    loud = ref != 0
+    levels = {
+        "reference": dbfs(ref[loud]),
+        "mic": dbfs(mic[loud]),
+        "output": dbfs(out[loud]),
+    }
+    return metrics, levels, rec
+
+
+# ----------------------------------------------------------------------------- the edge
+
+
+def _nodes(opts: MeasureOptions) -> Nodes:
+    from pivoicectl import paths
+    from pivoicectl.audio_server import AudioServer
+    from pivoicectl.echo_config import EC_CAPTURE_STREAM, pinned_devices
+
+    try:
+        pinned = pinned_devices(paths.echo_cancel_conf().read_text())
+    except (OSError, UnicodeDecodeError):
+        pinned = None
+    with AudioServer.connect() as server:
+        info = server.info()
+        sources = {n.name: n.monitor for n in server.sources()}
+        sinks = {n.name for n in server.sinks()}
+        ec_from = server.capture_source_of(EC_CAPTURE_STREAM)
+    return choose_nodes(opts, sources, sinks, info.default_sink, pinned, ec_from)
+
+
+def _far_end_signal(opts: MeasureOptions, workdir: Path) -> tuple[np.ndarray, str]:
+    from pivoicectl.dsp.signals import fit_length, make_signal, resample, scale_to_dbfs
+    from pivoicectl.recorder import espeak_wav
+    from pivoicectl.wavfile import read_wav
+
+    if opts.signal == "speech":
+        wav_path = workdir / "speech.wav"
+        if espeak_wav(SPEECH_TEXT, wav_path):
+            wav = read_wav(wav_path)
+            x = fit_length(resample(wav.mono(), wav.rate, RATE), round(opts.duration_s * RATE))
+            return scale_to_dbfs(x, opts.level_dbfs), "espeak-ng"
+        return make_signal("speech", opts.duration_s, RATE, opts.level_dbfs), "synthetic"
+    return make_signal(opts.signal, opts.duration_s, RATE, opts.level_dbfs), "synthetic"
+
+
+def _talker_signal(opts: MeasureOptions) -> np.ndarray | None:
+    from pivoicectl.dsp.signals import resample
+    from pivoicectl.wavfile import read_wav
+
+    if opts.talker_file is None:
+        return None
+    wav = read_wav(opts.talker_file)
+    x = resample(wav.mono(), wav.rate, RATE)[: round(_TALKER_MAX * opts.duration_s * RATE)]
+    if not np.any(x):
+        raise UserError(f"{opts.talker_file}: the talker file is silent", "give a WAV with speech")
+    return x
+
+
+def _check_plot_dependency() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as e:
+        raise UserError(
+            "--plot needs matplotlib, which is not installed",
+            "pip install 'pivoicectl[plot]'  (or: pip install matplotlib)",
+        ) from e
+
+
+def _record(
+    nodes: Nodes,
+    far: np.ndarray,
+    talker: np.ndarray | None,
+    talker_sink: str | None,
+    progress: bool,
+) -> tuple[np.ndarray, float]:
+    """Play and record; returns (recording, talker start in s after the far end's)."""
+    from pivoicectl.recorder import (
+        AlignedRecording,
+        CaptureChannel,
+        aligned_capture,
+        finish_playback,
+        play_file,
+    )
+    from pivoicectl.wavfile import write_wav
+
+    channels = [
+        CaptureChannel(nodes.speaker, monitor_of_sink=True),
+        CaptureChannel(nodes.mic),
+        CaptureChannel(nodes.output),
+    ]
+    duration = far.size / RATE
+    with aligned_capture(channels, RATE) as (source, workdir):
+        far_wav = workdir / "far.wav"
+        write_wav(far_wav, far, RATE)
+        talker_wav = workdir / "talker.wav"
+        if talker is not None:
+            write_wav(talker_wav, talker, RATE)
+        rec = AlignedRecording(source, len(channels), RATE, workdir)
+        talk_proc: list[Any] = []
+        talk_at: list[float] = []
+        try:
+            time.sleep(_LEAD_S)
+            t0 = time.monotonic()
+            player = play_file(far_wav, nodes.playback_sink)
+            timer = None
+            if talker is not None:
+
+                def start_talker() -> None:
+                    talk_at.append(time.monotonic() - t0)
+                    talk_proc.append(play_file(talker_wav, talker_sink))
+
+                timer = threading.Timer(_TALKER_START * duration, start_talker)
+                timer.start()
+            _wait_with_progress(player, duration, progress)
+            finish_playback(player, timeout_s=duration + 10)
+            if timer is not None:
+                timer.join()
+                finish_playback(talk_proc[0], timeout_s=duration + 10)
+            time.sleep(_TAIL_S)
+        finally:
+            recording = rec.stop()
+    return recording, (talk_at[0] if talk_at else 0.0)
+
+
+def _wait_with_progress(player: Any, duration_s: float, progress: bool) -> None:
+    if not progress:
+        player.wait(timeout=duration_s + 10)
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    start = time.monotonic()
+    with Progress(
+        TextColumn("recording"),
+        BarColumn(),
+        TextColumn("{task.completed:.1f}/{task.total:.1f} s"),
+        TimeRemainingColumn(),
+        console=output.err(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("rec", total=duration_s)
+        while player.poll() is None and time.monotonic() - start < duration_s + 10:
+            bar.update(task, completed=min(duration_s, time.monotonic() - start))
+            time.sleep(0.1)
+
+
+def measure(opts: MeasureOptions, progress: bool = True) -> MeasureResult:
+    validate(opts)
+    if opts.plot is not None:
+        _check_plot_dependency()
+    talker = _talker_signal(opts)
+    nodes = _nodes(opts)
+    with tempfile.TemporaryDirectory(prefix="pivoicectl-measure-") as tmp:
+        far, source = _far_end_signal(opts, Path(tmp))
+    recording, talker_at = _record(nodes, far, talker, opts.talker_sink, progress)
+    metrics, levels, rec = analyze(recording, RATE, talker, talker_at)
+    verdict, reasons = judge(
+        metrics.erle_db,
+        metrics.erle_capped,
+        metrics.convergence_s,
+        metrics.double_talk_retention_db,
+        opts.min_erle_db,
+        opts.min_retention_db,
+    )
+    result = MeasureResult(
+        verdict=verdict,
+        reasons=reasons,
+        erl_db=round(metrics.erl_db, 2),
+        erle_db=round(metrics.erle_db, 2),
+        erle_capped=metrics.erle_capped,
+        echo_delay_ms=round(metrics.echo_delay_ms, 3),
+        convergence_s=metrics.convergence_s,
+        double_talk_retention_db=_round(metrics.double_talk_retention_db),
+        thresholds={
+            "min_erle_db": opts.min_erle_db,
+            "min_retention_db": opts.min_retention_db,
+            "convergence_threshold_db": CONVERGENCE_THRESHOLD_DB,
+        },
+        nodes={
+            "speaker": nodes.speaker,
+            "playback_sink": nodes.playback_sink,
+            "mic": nodes.mic,
+            "output": nodes.output,
+            **({"talker_sink": opts.talker_sink} if opts.talker_sink else {}),
+        },
+        signal=opts.signal,
+        signal_source=source,
+        level_dbfs=opts.level_dbfs,
+        duration_s=opts.duration_s,
+        recorded_s=round(rec.shape[0] / RATE, 3),
+        rate=RATE,
+        levels_dbfs={k: round(v, 2) for k, v in levels.items()},
+    )
+    if opts.plot is not None:
+        _plot(rec, RATE, opts.plot, result)
+        result.plot = str(opts.plot)
+    return result
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, digits)
+
+
+def _plot(rec: np.ndarray, rate: int, path: Path, result: MeasureResult) -> None:
+    """Levels over time (reference, mic, source_ec) and the estimated impulse response."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pivoicectl.dsp.echo import impulse_response
+    from pivoicectl.dsp.levels import frame_levels_dbfs
+
+    block = rate // 50
+    t = np.arange(rec.shape[0] // block) * block / rate
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7))
+    for i, label in enumerate(("reference (speaker)", "raw mic", "source_ec")):
+        top.plot(t, frame_levels_dbfs(rec[:, i], block)[: t.size], label=label, lw=1)
+    top.set_xlabel("time, s")
+    top.set_ylabel("level, dBFS (20 ms)")
+    top.set_ylim(-125, 0)
+    top.legend(loc="lower left")
+    erle = f"{'>= ' if result.erle_capped else ''}{result.erle_db:.1f}"
+    top.set_title(
+        f"ERL {result.erl_db:.1f} dB, ERLE {erle} dB, delay {result.echo_delay_ms:.2f} ms: "
+        f"{result.verdict}"
+    )
+    h = impulse_response(rec[:, 0], rec[:, 1], rate, length_ms=200.0)
+    bottom.plot(np.arange(h.size) * 1000.0 / rate, h, lw=0.8)
+    bottom.set_xlabel("ms")
+    bottom.set_ylabel("echo path impulse response")
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror}", "pick a writable path") from e
+    finally:
+        plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- render
+
+
+def render(result: MeasureResult, json_out: bool) -> None:
+    if json_out:
+        output.print_json(result)
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title="pivoicectl measure", title_justify="left")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_column("meaning")
+    erle = f"{'≥ ' if result.erle_capped else ''}{result.erle_db:.1f} dB"
+    t.add_row("echo return loss (ERL)", f"{result.erl_db:.1f} dB", "speaker → raw mic")
+    t.add_row(
+        "echo cancellation (ERLE)",
+        erle,
+        f"raw mic → {result.nodes['output']}"
+        + (" (output below the measurement floor)" if result.erle_capped else "")
+        + f"; need ≥ {result.thresholds['min_erle_db']:g}",
+    )
+    t.add_row("echo delay", f"{result.echo_delay_ms:.2f} ms", "GCC-PHAT, reference → mic")
+    conv = "never" if result.convergence_s is None else f"{result.convergence_s:.2f} s"
+    t.add_row(
+        "convergence",
+        conv,
+        f"until the output stays {result.thresholds['convergence_threshold_db']:g} dB "
+        "under the mic",
+    )
+    if result.double_talk_retention_db is not None:
+        t.add_row(
+            "double-talk retention",
+            f"{result.double_talk_retention_db:.1f} dB",
+            f"near-end talker kept while the speaker plays; need ≥ "
+            f"{result.thresholds['min_retention_db']:g}",
+        )
+    c = output.out()
+    c.print(t)
+    n = result.nodes
+    c.print(
+        f"[dim]{result.signal} ({result.signal_source}) at {result.level_dbfs:g} dBFS for "
+        f"{result.duration_s:g} s into {escape(n['playback_sink'])}; reference "
+        f"{escape(n['speaker'])}.monitor, mic {escape(n['mic'])}, output {escape(n['output'])}[/]"
+    )
+    if result.plot:
+        c.print(f"plot written to {escape(result.plot)}")
+    if result.ok:
+        c.print("[green]pass[/]: the microphone path cancels the speaker")
+    else:
+        c.print("[bold red]FAIL[/]")
+        for r in result.reasons:
+            c.print(f"  - {escape(r)}")
