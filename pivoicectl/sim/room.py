@@ -26,6 +26,13 @@ ECHO_IN = "sim_echo_in"
 ECHO_OUT = "sim_echo_out"
 MIC_IN = "sim_mic_in"
 ROOM_CONF_NAME = "50-pivoicectl-sim-room.conf"
+QUANTUM = 256
+"""The room's fixed graph period (samples): 5.3 ms at 48 kHz, a low-latency Pi setting.
+
+The echo path plays into sim_air, the graph's driver, whose monitor (the mic) hands it on
+one period later; pinning the period makes that lag known, and the impulse response is
+shortened by it so the speaker-to-mic delay is exactly `delay_ms` (measured on 1.4.2:
+without this the delay came out as delay_ms + one period, whatever the period was)."""
 
 
 @dataclass(frozen=True)
@@ -45,10 +52,18 @@ class RoomSettings:
     seed: int = 1
     """Random seed of the reverberant tail, so a room is reproducible."""
 
+    @property
+    def graph_delay_ms(self) -> float:
+        """The delay the room's graph adds by itself: one period."""
+        return 1000.0 * QUANTUM / self.rate
+
     def validate(self) -> None:
         """Raise ValueError naming the first setting out of range."""
-        if not 0.0 <= self.delay_ms <= 500.0:
-            raise ValueError(f"delay {self.delay_ms} ms is outside 0-500 ms")
+        if not self.graph_delay_ms <= self.delay_ms <= 500.0:
+            raise ValueError(
+                f"delay {self.delay_ms} ms is outside {self.graph_delay_ms:.1f}-500 ms "
+                "(the room's graph alone takes one period)"
+            )
         if not 0.0 < self.gain <= 4.0:
             raise ValueError(f"gain {self.gain} is outside (0, 4]")
         if not 0.0 <= self.rt60_s <= 2.0:
@@ -69,7 +84,7 @@ def impulse_response(room: RoomSettings) -> np.ndarray:
     direct path, scaled so that its energy is `reverb_db` relative to the direct tap.
     """
     room.validate()
-    delay = round(room.delay_ms * room.rate / 1000.0)
+    delay = round(room.delay_ms * room.rate / 1000.0) - QUANTUM
     tail_len = round(room.rt60_s * room.rate) if room.rt60_s > 0 else 0
     ir = np.zeros(delay + 1 + tail_len, dtype=np.float64)
     ir[delay] = room.gain
@@ -118,6 +133,13 @@ def pipewire_config(room: RoomSettings, ir_path: Path) -> str:
     air = _sink(AIR, "Simulated room air (what the mic hears)", room.rate, 100, 3000)
     return f"""# pivoicectl simulated room. Written by `pivoicectl sim up`; do not edit.
 # delay {room.delay_ms} ms, gain {room.gain}, rt60 {room.rt60_s} s, reverb {room.reverb_db} dB
+context.properties = {{
+  # a fixed period, so the graph's own share of the echo delay is known (QUANTUM)
+  default.clock.rate = {room.rate}
+  default.clock.quantum = {QUANTUM}
+  default.clock.min-quantum = {QUANTUM}
+  default.clock.max-quantum = {QUANTUM}
+}}
 context.objects = [
 {speaker}
 {air}
