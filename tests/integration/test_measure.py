@@ -21,7 +21,8 @@ def test_measure_matches_the_room_and_rejects_bad_input(room, tmp_path):
 
     run_cli("setup", "--json", env=room.env, check=True)
     assert_one_line_error(run_cli("measure", "--mic", "nope", env=room.env), 2, "nope")
-    proc = run_cli("measure", "--json", "--duration", "4", env=room.env)
+    plot = tmp_path / "echo.png"
+    proc = run_cli("measure", "--json", "--duration", "4", "--plot", str(plot), env=room.env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r = json.loads(proc.stdout)
     settings = RoomSettings()  # the `room` fixture's echo path
@@ -31,3 +32,4 @@ def test_measure_matches_the_room_and_rejects_bad_input(room, tmp_path):
     assert r["erle_db"] >= 30.0, r
     assert r["verdict"] == "pass" and r["ok"] is True
     assert r["nodes"]["mic"] == "sim_mic" and r["nodes"]["output"] == "source_ec"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
