@@ -28,6 +28,7 @@ from pivoicectl.wavfile import write_wav
 DAEMONS = ("pipewire", "wireplumber", "pipewire-pulse")
 REQUIRED_BINARIES = {
     "pipewire": "pipewire",
+    "pw-metadata": "pipewire-bin",
     "wireplumber": "wireplumber",
     "pipewire-pulse": "pipewire-pulse",
     "dbus-daemon": "dbus-daemon",
@@ -236,7 +237,27 @@ def start_daemons(paths: SimPaths, timeout_s: float = 20.0) -> dict[str, int]:
     _write_instance(paths, data)
     _wait(paths.pulse_socket.exists, timeout_s, "no pipewire-pulse socket", paths)
     _wait(lambda: _room_ready(paths), timeout_s, "WirePlumber did not link the room", paths)
+    _force_quantum(paths)
     return pids
+
+
+def _force_quantum(paths: SimPaths) -> None:
+    """Pin the graph period at run time (see room.QUANTUM for why not in the config)."""
+    env = {**_daemon_env(paths), "PIPEWIRE_RUNTIME_DIR": str(paths.run)}
+    out = subprocess.run(
+        ["pw-metadata", "-n", "settings", "0", "clock.force-quantum", str(roomlib.QUANTUM)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise UserError(
+            f"could not pin the room's graph period: {out.stderr.strip()[:200]}",
+            "is pipewire-bin (pw-metadata) installed?",
+            exit_code=1,
+        )
 
 
 def _terminate(pid: int, name: str, timeout_s: float = 5.0) -> None:
@@ -306,9 +327,13 @@ def up(paths: SimPaths, room: roomlib.RoomSettings, timeout_s: float = 20.0) -> 
             f"a simulated room is already running in {paths.root}",
             "use it, or stop it with `pivoicectl sim down` first",
         )
-    if paths.root.exists() and any(paths.root.iterdir()) and not paths.instance_file.exists():
+    own = {p.name for p in (paths.run, paths.config, paths.state, paths.logs, paths.ir_wav)}
+    own.add(paths.instance_file.name)
+    foreign = sorted(p.name for p in paths.root.iterdir()) if paths.root.is_dir() else []
+    foreign = [n for n in foreign if n not in own]
+    if foreign:
         raise UserError(
-            f"{paths.root} is not empty and holds no simulated room",
+            f"{paths.root} holds files that are not a simulated room's ({foreign[0]}, ...)",
             "give --dir a new or empty directory",
         )
     create(paths, room)

@@ -30,9 +30,11 @@ QUANTUM = 256
 """The room's fixed graph period (samples): 5.3 ms at 48 kHz, a low-latency Pi setting.
 
 The echo path plays into sim_air, the graph's driver, whose monitor (the mic) hands it on
-one period later; pinning the period makes that lag known, and the impulse response is
-shortened by it so the speaker-to-mic delay is exactly `delay_ms` (measured on 1.4.2:
-without this the delay came out as delay_ms + one period, whatever the period was)."""
+one period later; forcing the period makes that lag known, and the impulse response is
+shortened by it so the speaker-to-mic delay is exactly `delay_ms`. Measured on 1.4.2:
+unforced, the delay came out as delay_ms + one period, whatever the period was; with
+min = max quantum in the config it still wandered by +-1 period between recordings;
+with `clock.force-quantum` set in the settings metadata it was exact every time."""
 
 
 @dataclass(frozen=True)
@@ -134,11 +136,10 @@ def pipewire_config(room: RoomSettings, ir_path: Path) -> str:
     return f"""# pivoicectl simulated room. Written by `pivoicectl sim up`; do not edit.
 # delay {room.delay_ms} ms, gain {room.gain}, rt60 {room.rt60_s} s, reverb {room.reverb_db} dB
 context.properties = {{
-  # a fixed period, so the graph's own share of the echo delay is known (QUANTUM)
+  # `sim up` also forces this period (settings metadata clock.force-quantum), so the
+  # graph's own share of the echo delay is known (QUANTUM)
   default.clock.rate = {room.rate}
   default.clock.quantum = {QUANTUM}
-  default.clock.min-quantum = {QUANTUM}
-  default.clock.max-quantum = {QUANTUM}
 }}
 context.objects = [
 {speaker}

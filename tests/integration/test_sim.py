@@ -93,6 +93,6 @@ def test_room_settings_out_of_range_are_refused():
 def test_sim_refuses_a_non_empty_foreign_directory_and_never_deletes_it(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
     proc = run_cli("sim", "up", "--dir", str(tmp_path), env=clean_env())
-    assert_one_line_error(proc, 2, "not empty")
+    assert_one_line_error(proc, 2, "not a simulated room")
     assert (tmp_path / "precious.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.txt"]
