@@ -1,9 +1,118 @@
-"""Adapter for `pivoicectl run`: options in, one call to pivoicectl.commands.run, render."""
+"""Adapters for `pivoicectl run` and `pivoicectl local-server`: options in, one call to
+pivoicectl.commands.run, render."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+_VAD_HELP = "Turn detection: server (server_vad), semantic (semantic_vad) or none."
 
 
 def register(app: typer.Typer) -> None:
-    """Add the command to the app (not yet implemented: registers nothing)."""
+    """Add `run` and `local-server` to the app."""
+
+    @app.command("run")
+    def run_cmd(
+        url: Annotated[
+            str | None,
+            typer.Option(help="Realtime WebSocket endpoint [default: OpenAI's]."),
+        ] = None,
+        model: Annotated[str | None, typer.Option(help="Model [default: gpt-realtime].")] = None,
+        voice: Annotated[str | None, typer.Option(help="Voice [default: marin].")] = None,
+        instructions: Annotated[
+            str | None, typer.Option(help="System instructions for the assistant.")
+        ] = None,
+        vad: Annotated[str | None, typer.Option(help=_VAD_HELP)] = None,
+        input_device: Annotated[
+            str | None,
+            typer.Option(help="Microphone: PortAudio name or index [default: pulse]."),
+        ] = None,
+        output_device: Annotated[
+            str | None,
+            typer.Option(help="Speaker: PortAudio name or index [default: pulse]."),
+        ] = None,
+        transcribe: Annotated[
+            bool | None,
+            typer.Option("--transcribe/--no-transcribe", help="Transcribe what you say."),
+        ] = None,
+        trace: Annotated[
+            Path | None, typer.Option(help="Write a JSON-lines session trace to FILE.")
+        ] = None,
+        local: Annotated[
+            bool,
+            typer.Option("--local", help="Talk to the embedded parrot server (no key needed)."),
+        ] = False,
+        max_turns: Annotated[int | None, typer.Option(help="Stop after N answers.", min=1)] = None,
+        duration: Annotated[float | None, typer.Option(help="Stop after SECONDS.", min=0.1)] = None,
+        chime: Annotated[
+            bool | None,
+            typer.Option(
+                "--chime/--no-chime",
+                help="Play a short ready sound first (trains the echo canceller).",
+            ),
+        ] = None,
+        json_out: Annotated[
+            bool, typer.Option("--json", help="Print the summary as one JSON object.")
+        ] = False,
+    ) -> None:
+        """Talk with the assistant: full duplex, interrupt it any time.
+
+        Streams the default microphone (source_ec after `pivoicectl setup`) to the
+        OpenAI Realtime API and plays the answers on the default speaker.
+
+        Settings also come from PIVOICECTL_* variables and the \\[run] table of
+        $XDG_CONFIG_HOME/pivoicectl/config.toml (flags win); the key from OPENAI_API_KEY
+        or api_key there.
+
+        Examples:
+          pivoicectl run --local                     # the parrot, no key, no network
+          pivoicectl run --vad semantic --trace session.jsonl
+          pivoicectl run --local --max-turns 2 --json
+        """
+        from pivoicectl import paths
+        from pivoicectl.commands import run as cmd
+        from pivoicectl.realtime.run_config import load_run_settings
+
+        flags = {
+            "url": url,
+            "model": model,
+            "voice": voice,
+            "instructions": instructions,
+            "vad": vad,
+            "input_device": input_device,
+            "output_device": output_device,
+            "transcribe": transcribe,
+            "trace": str(trace) if trace else None,
+            "max_turns": max_turns,
+            "duration_s": duration,
+            "local": local or None,
+            "chime": chime,
+        }
+        settings = load_run_settings(flags, paths.user_config_file())
+        cmd.render_summary(cmd.run(settings, json_out=json_out), json_out)
+
+    @app.command("local-server")
+    def local_server_cmd(
+        port: Annotated[
+            int, typer.Option(help="TCP port on 127.0.0.1 (0 picks a free one).", min=0, max=65535)
+        ] = 8765,
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        session_limit: Annotated[
+            float | None,
+            typer.Option(help="End sessions after SECONDS, like the service's 60 min.", min=1),
+        ] = None,
+    ) -> None:
+        """Run a local Realtime-compatible server whose model is a parrot.
+
+        It answers every turn with your own words, honours barge-in, cancel and
+        truncate like the service, and needs no key or network.
+
+        Example:  pivoicectl local-server --port 8765  then
+                  OPENAI_API_KEY=x pivoicectl run --url ws://127.0.0.1:8765/v1/realtime
+        """
+        from pivoicectl.commands import run as cmd
+
+        cmd.local_server(host, port, session_limit)

@@ -1,0 +1,198 @@
+"""Barge-in and playback latency and client CPU of `pivoicectl run`, in the simulated room.
+
+Run: .venv/bin/python bench/bench_run.py [--rounds 3]
+
+Starts a private room, `pivoicectl setup`, the parrot as a separate `pivoicectl
+local-server` process (so the client's CPU figure is the client's alone), and `pivoicectl
+run --url ... --trace` as another process. Each round a simulated person asks for 4 s,
+then talks over the answer 2 s into it; the parrot answers that too.
+
+Figures (goals from issue 4):
+* interrupt latency, speech_started received -> speaker silent (goal <= 25 ms):
+  - client: the callback time of the first block after the flush plus the output
+    latency PortAudio reports for it (what `run` prints);
+  - speaker: the end of the answer in a recording of sim_speaker.monitor, on the same
+    CLOCK_MONOTONIC as the client's trace (parec chunks are stamped on arrival and the
+    earliest-arriving chunk anchors the time line, so this still includes parec's own
+    minimum delivery delay: an upper bound);
+* first-audio latency, first delta received -> first sample audible (goal <= 50 ms):
+  client-side (callback time + reported output latency);
+* client CPU per second of duplex audio (goal <= 1% of one core): process CPU time of
+  `run` over its wall time (the mic streams throughout, so all of it is duplex time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pivoicectl.sim import instance
+from pivoicectl.sim.room import RoomSettings
+from tests.conftest import clean_env, run_cli
+from tests.integration.test_run import RunProcess, loud_segments, voiced_wav
+
+RATE = 48_000
+
+
+class StampedRecorder:
+    """parec of a node into memory, each chunk stamped with time.monotonic() on arrival."""
+
+    def __init__(self, env: dict[str, str], device: str) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "parec",
+                "-d",
+                device,
+                "--rate=48000",
+                "--channels=1",
+                "--format=float32le",
+                "--raw",
+                "--latency-msec=5",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            bufsize=0,
+        )
+        self.chunks: list[tuple[float, bytes]] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while True:
+            data = self.proc.stdout.read(4096)
+            if not data:
+                return
+            self.chunks.append((time.monotonic(), data))
+
+    def stop(self) -> tuple[np.ndarray, float]:
+        """The samples and the monotonic time of sample 0 (lower-envelope anchor)."""
+        self.proc.terminate()
+        self.thread.join(5)
+        raw = b"".join(c for _, c in self.chunks)
+        x = np.frombuffer(raw[: len(raw) // 4 * 4], dtype=np.float32)
+        t0, n = float("inf"), 0
+        for arrived, data in self.chunks:
+            n += len(data) // 4
+            t0 = min(t0, arrived - n / RATE)  # the last sample of this chunk was at <= arrived
+        return x, t0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="pvsim-bench-", dir="/tmp"))
+    paths = instance.SimPaths(root)
+    instance.up(paths, RoomSettings())
+    env = clean_env(**instance.environment(paths), OPENAI_API_KEY="bench-key")
+    tmp = Path(tempfile.mkdtemp(prefix="pv-bench-run-"))
+    server = None
+    try:
+        run_cli("setup", "--json", env=env, check=True)
+        question = voiced_wav(tmp / "q.wav", 4.0, f0=140)
+        interruption = voiced_wav(tmp / "i.wav", 1.0, f0=200)
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "pivoicectl", "local-server", "--port", str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert server.stdout is not None
+        server.stdout.readline()  # "local Realtime server on ..."
+        recorder = StampedRecorder(env, "sim_speaker.monitor")
+        run = RunProcess(
+            env,
+            tmp / "trace.jsonl",
+            "--url",
+            f"ws://127.0.0.1:{port}/v1/realtime",
+            "--max-turns",
+            str(2 * args.rounds),
+            "--duration",
+            str(20 * args.rounds + 20),
+        )
+        run.wait_for(lambda r: r["type"] == "session", 20, "session")
+        time.sleep(0.5)
+        for k in range(args.rounds):
+            subprocess.run(["paplay", "-d", "sim_air", str(question)], env=env, check=True)
+            run.wait_for(
+                lambda r, k=k: (
+                    r["type"] == "response_created"
+                    and sum(x["type"] == "response_created" for x in run.records()) >= 2 * k + 1
+                ),
+                10,
+                "answer",
+            )
+            time.sleep(2.0)
+            subprocess.run(["paplay", "-d", "sim_air", str(interruption)], env=env, check=True)
+            run.wait_for(lambda r, k=k: r["type"] == "turn" and r["turn"] == 2 * k + 2, 15, "turn")
+            time.sleep(0.5)
+        summary = run.finish(timeout_s=30)
+        audio, t0 = recorder.stop()
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+        instance.down(paths, remove=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+    records = [json.loads(line) for line in (tmp / "trace.jsonl").read_text().splitlines()]
+    interruptions = [r for r in records if r["type"] == "interruption"]
+    segments = [(t0 + a, t0 + b) for a, b in loud_segments(audio)]
+    speaker_ms = []
+    for r in interruptions:
+        # The answer that was playing when speech_started arrived: its segment ends after.
+        ends = [b for a, b in segments if a < r["at_s"] < b + 0.2]
+        if ends:
+            speaker_ms.append((ends[0] - r["at_s"]) * 1000)
+    turns = summary["turns"]
+    client_int = [t["interrupt_latency_ms"] for t in turns if t["interrupt_latency_ms"]]
+    first = [t["first_audio_latency_ms"] for t in turns if t["first_audio_latency_ms"]]
+    cpu = 100.0 * summary["cpu_s"] / summary["elapsed_s"]
+
+    def fmt(xs: list[float]) -> str:
+        if not xs:
+            return "n/a"
+        return f"median {statistics.median(xs):.1f} ms, max {max(xs):.1f} ms (n={len(xs)})"
+
+    print(f"rounds: {args.rounds}; output latency reported: {summary['output_latency_ms']} ms")
+    print(f"interrupt latency, client-side (goal <= 25 ms): {fmt(client_int)}")
+    print(f"interrupt latency, at the speaker, upper bound: {fmt(speaker_ms)}")
+    print(f"first-audio latency, client-side (goal <= 50 ms): {fmt(first)}")
+    print(
+        f"client CPU: {summary['cpu_s']:.3f} s over {summary['elapsed_s']:.1f} s = "
+        f"{cpu:.2f}% of one core (goal <= 1%)"
+    )
+    print(
+        f"underruns {summary['underflows']}, overruns {summary['overflows']}, "
+        f"mic blocks dropped {summary['mic_blocks_dropped']}"
+    )
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

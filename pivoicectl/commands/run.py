@@ -1,0 +1,223 @@
+"""`pivoicectl run` and `pivoicectl local-server`: the voice assistant and its stand-in.
+
+`run` wires the pieces: settings (flags > env > config file), the embedded parrot server
+for `--local`, the trace, the sound devices, the client loop, and signal handling so
+Ctrl+C or SIGTERM end the run cleanly with a summary. The summary is a dataclass that
+rich and `--json` both render.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pivoicectl import render
+from pivoicectl.errors import UserError
+from pivoicectl.realtime import events as ev
+from pivoicectl.realtime.run_config import RunSettings
+
+LOCAL_API_KEY = "local-no-key-needed"
+"""The bearer token sent to the embedded server (it accepts any)."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The end-of-run report: why it stopped, per-turn metrics, usage."""
+
+    reason: str
+    url: str
+    elapsed_s: float
+    cpu_s: float
+    cpu_percent: float
+    connections: int
+    reconnects: int
+    mic_blocks_sent: int
+    mic_blocks_dropped: int
+    underflows: int
+    overflows: int
+    output_latency_ms: float
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, Any] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    trace: str | None = None
+
+
+class ConsoleUi:
+    """Live transcript lines. With --json they go to stderr so stdout stays one object."""
+
+    STYLES: ClassVar[dict[str, str]] = {
+        "user": "bold cyan",
+        "assistant": "bold green",
+        "status": "dim",
+        "error": "red",
+    }
+    LABELS: ClassVar[dict[str, str]] = {"user": "you", "assistant": "assistant"}
+
+    def __init__(self, to_stderr: bool) -> None:
+        self.console = render.err() if to_stderr else render.out()
+
+    def show(self, kind: str, text: str) -> None:
+        from rich.markup import escape
+
+        style = self.STYLES.get(kind, "")
+        label = self.LABELS.get(kind)
+        line = f"[{style}]{label}:[/] {escape(text)}" if label else f"[{style}]{escape(text)}[/]"
+        self.console.print(line)
+
+
+def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
+    """Run the assistant until a limit, Ctrl+C or SIGTERM; returns the summary."""
+    from pivoicectl.realtime.audio_io import SoundDeviceAudio
+    from pivoicectl.realtime.client import ClientOptions, RealtimeClient
+    from pivoicectl.realtime.conversation import Conversation, summarize
+    from pivoicectl.realtime.playback import PlaybackQueue, TruncationMargins
+    from pivoicectl.realtime.trace import TraceWriter
+
+    server = None
+    if settings.local:
+        from pivoicectl.realtime.local_server import LocalServerThread
+
+        server = LocalServerThread()
+        server.start()
+        base_url, api_key = server.base_url, LOCAL_API_KEY
+    else:
+        base_url, api_key = settings.url, (settings.api_key or "").strip()
+        if not api_key:
+            raise UserError(
+                "no OpenAI API key",
+                hint="set OPENAI_API_KEY or api_key in [run] of "
+                "$XDG_CONFIG_HOME/pivoicectl/config.toml; or try --local",
+            )
+    url = ev.realtime_url(settings.model, base_url)
+    config = settings.session_config()
+    ui = ConsoleUi(to_stderr=json_out)
+    trace = TraceWriter(Path(settings.trace) if settings.trace else None, secrets=(api_key,))
+    # The local server checks truncations exactly against the samples it sent; the
+    # hosted service has been seen to reject points within tens of ms of the end.
+    margin_ms = 0 if settings.local else TruncationMargins().received_margin_ms
+    playback = PlaybackQueue(TruncationMargins(received_margin_ms=margin_ms))
+    conversation = Conversation(config, playback, max_turns=settings.max_turns)
+    audio = SoundDeviceAudio(
+        playback,
+        settings.input_device,
+        settings.output_device,
+        input_block_ms=settings.input_block_ms,
+        output_block_ms=settings.output_block_ms,
+    )
+    options = ClientOptions(
+        url=url, api_key=api_key, duration_s=settings.duration_s, chime=settings.chime
+    )
+    trace.write(
+        {
+            "type": "start",
+            "url": url,
+            "settings": settings.public_view(),
+            "session": config.session_payload(),
+        }
+    )
+    ui.show("status", f"connecting to {url} … (Ctrl+C ends)")
+
+    async def main() -> Any:
+        client = RealtimeClient(options, conversation, audio, ui, trace)
+        loop = asyncio.get_running_loop()
+        for sig, name in ((signal.SIGINT, "Ctrl+C"), (signal.SIGTERM, "SIGTERM")):
+            loop.add_signal_handler(sig, client.stop, name)
+        try:
+            return await client.run()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    started = time.monotonic()
+    try:
+        result = asyncio.run(main())
+    finally:
+        if server is not None:
+            server.stop()
+    summary_data = summarize(conversation)
+    summary = RunSummary(
+        reason=result.reason,
+        url=url,
+        elapsed_s=round(result.elapsed_s, 3),
+        cpu_s=round(result.cpu_s, 4),
+        cpu_percent=round(100.0 * result.cpu_s / max(1e-9, time.monotonic() - started), 3),
+        connections=summary_data.connections,
+        reconnects=result.reconnects,
+        mic_blocks_sent=result.mic_blocks_sent,
+        mic_blocks_dropped=result.mic_blocks_dropped,
+        underflows=audio.underflows,
+        overflows=audio.overflows,
+        output_latency_ms=round(audio.output_latency_s * 1000, 1),
+        turns=summary_data.turns,
+        usage=summary_data.usage,
+        errors=summary_data.errors,
+        trace=settings.trace,
+    )
+    trace.write({"type": "end", **render.to_jsonable(summary)})
+    trace.close()
+    return summary
+
+
+def render_summary(summary: RunSummary, json_out: bool) -> None:
+    if json_out:
+        render.print_json(summary)
+        return
+    from rich.table import Table
+
+    c = render.out()
+    c.print(
+        f"[bold]session ended[/] ({summary.reason}) after {summary.elapsed_s:.1f} s, "
+        f"{summary.connections} connection(s), CPU {summary.cpu_percent:.2f}% of one core"
+    )
+    if summary.turns:
+        table = Table("turn", "status", "voice-to-voice", "first audio", "interrupt", "truncated")
+        for t in summary.turns:
+            table.add_row(
+                str(t["turn"]),
+                f"{t['status']}" + (f" ({t['reason']})" if t["reason"] else ""),
+                _fmt_ms(t["voice_to_voice_ms"]),
+                _fmt_ms(t["first_audio_latency_ms"]),
+                _fmt_ms(t["interrupt_latency_ms"]),
+                _fmt_ms(t["truncate_audio_end_ms"]),
+            )
+        c.print(table)
+    c.print(
+        f"audio: {summary.underflows} underrun(s), {summary.overflows} overrun(s), "
+        f"output latency {summary.output_latency_ms} ms; "
+        f"tokens: {summary.usage.get('total_tokens', 0)}"
+    )
+    for e in summary.errors:
+        c.print(f"[red]error[/] {e.get('code')}: {e.get('message')}")
+    if summary.trace:
+        c.print(f"trace: {summary.trace}")
+
+
+def _fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+def local_server(host: str, port: int, session_limit_s: float | None = None) -> None:
+    """Serve the parrot Realtime server in the foreground until Ctrl+C."""
+    from pivoicectl.realtime.local_server import LocalServerSettings, serve_forever
+
+    kwargs: dict[str, Any] = {"host": host, "port": port}
+    if session_limit_s is not None:
+        kwargs["session_limit_s"] = session_limit_s
+    settings = LocalServerSettings(**kwargs)
+
+    def ready(server: Any) -> None:
+        render.out().print(
+            f"local Realtime server on [bold]{server.base_url}[/] (a parrot; any key works)\n"
+            f"try:  pivoicectl run --url {server.base_url}   (with OPENAI_API_KEY=anything)",
+        )
+        sys.stdout.flush()  # scripts wait for this line on a pipe
+
+    try:
+        serve_forever(settings, on_ready=ready)
+    except KeyboardInterrupt:
+        render.err().print("local server stopped")

@@ -1,0 +1,203 @@
+"""The sound-device edge of `run`: microphone blocks out, speaker blocks in.
+
+Two PortAudio streams at 24 kHz mono int16 (the wire format, so no resampling in
+Python; the audio server converts). Their callbacks run on PortAudio's thread and
+never wait on the network or the event loop:
+
+* input: copies the block and schedules it on the loop (`call_soon_threadsafe`, a
+  non-blocking self-pipe write);
+* output: pulls exactly one block from the `PlaybackQueue` (one short lock) and appends
+  a `PlayReport` to a deque that the loop drains on its own schedule.
+
+Small output blocks (10 ms) are what bound the barge-in latency: after a flush the
+speaker falls silent within one block plus the device's own buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pivoicectl.errors import UserError
+from pivoicectl.realtime.conversation import PlayReport
+from pivoicectl.realtime.events import SAMPLE_RATE_HZ, ms_to_samples
+from pivoicectl.realtime.playback import PlaybackQueue
+
+MicSink = Callable[[bytes], None]
+
+CHIME_ITEM_ID = "pv_ready_chime"
+"""Playback item id of the start-up chime (no server item; never truncated)."""
+
+
+def ready_chime_pcm(duration_ms: int = 500, level_dbfs: float = -30.0, seed: int = 7) -> bytes:
+    """A soft "ready" whoosh: smoothed noise under a raised-cosine envelope, PCM16 24 kHz.
+
+    Why noise: the echo canceller has to hear broadband sound from the speaker before it
+    can cancel it; in the simulated room, a freshly started canceller let the onset of
+    the assistant's first answer through at about -45 dBFS, enough for the service's VAD
+    to take the assistant's own voice for a barge-in. Half a second of this before the
+    first turn trains it; users hear a short "ready" sound.
+    """
+    import numpy as np
+
+    n = ms_to_samples(duration_ms)
+    rng = np.random.default_rng(seed)
+    noise = np.convolve(rng.standard_normal(n + 3), np.ones(4) / 4, mode="valid")[:n]
+    envelope = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / max(1, n - 1))
+    wave = noise * envelope
+    rms = float(np.sqrt(np.mean(wave**2))) or 1.0
+    wave *= 10 ** (level_dbfs / 20) / rms
+    return (np.clip(wave, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+_PREFERRED = ("pulse", "pipewire", "default")
+"""Devices routed through the audio server (so through source_ec), in order."""
+
+
+def resolve_device(sd: Any, wanted: str | None, kind: str) -> int | str | None:
+    """A sounddevice device for `wanted` (index, exact or partial name), or the first
+    server-routed device, or PortAudio's default."""
+    devices = list(sd.query_devices())
+    key = f"max_{kind}_channels"
+    usable = [d for d in devices if d[key] > 0]
+    if wanted:
+        if wanted.isdigit():
+            return int(wanted)
+        for d in usable:
+            if d["name"] == wanted or d["name"].split(" ")[0] == wanted:
+                return int(d["index"])
+        for d in usable:
+            if wanted.lower() in d["name"].lower():
+                return int(d["index"])
+        names = ", ".join(d["name"] for d in usable) or "none"
+        raise UserError(
+            f"no {kind} device matches {wanted!r}",
+            hint=f"available: {names} (see `pivoicectl devices`)",
+        )
+    for name in _PREFERRED:
+        for d in usable:
+            if d["name"].split(" ")[0] == name:
+                return int(d["index"])
+    return None
+
+
+class SoundDeviceAudio:
+    """Full-duplex audio through sounddevice, feeding and fed by the conversation."""
+
+    def __init__(
+        self,
+        playback: PlaybackQueue,
+        input_device: str | None = None,
+        output_device: str | None = None,
+        input_block_ms: int = 20,
+        output_block_ms: int = 10,
+    ) -> None:
+        self.playback = playback
+        self.input_device = input_device
+        self.output_device = output_device
+        self.input_block = ms_to_samples(input_block_ms)
+        self.output_block = ms_to_samples(output_block_ms)
+        self.reports: collections.deque[PlayReport] = collections.deque(maxlen=10_000)
+        self.underflows = 0
+        self.overflows = 0
+        self.output_latency_s = 0.0
+        self.input_latency_s = 0.0
+        self._streams: list[Any] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._mic: MicSink | None = None
+
+    # --- callbacks (PortAudio thread) ----------------------------------------------------
+
+    def _on_input(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
+        if status.input_overflow:
+            self.overflows += 1
+        loop, mic = self._loop, self._mic
+        if loop is None or mic is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closing
+            loop.call_soon_threadsafe(mic, bytes(indata))
+
+    def _on_output(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        now = time.monotonic()
+        if status.output_underflow:
+            self.underflows += 1
+        pcm, accounting = self.playback.pull(frames)
+        outdata[:] = pcm
+        delay = time_info.outputBufferDacTime - time_info.currentTime
+        if not 0.0 <= delay < 2.0:  # some backends report 0 or garbage
+            delay = self.output_latency_s
+        self.reports.append(
+            PlayReport(
+                callback_s=now,
+                audible_s=now + delay,
+                spans=accounting.spans,
+                silence_samples=accounting.silence_samples,
+                underflows=self.underflows,
+                overflows=self.overflows,
+            )
+        )
+
+    # --- lifecycle (event loop thread) --------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop, mic: MicSink) -> None:
+        """Open and start both streams; device problems are a UserError."""
+        from pivoicectl.portaudio import load_sounddevice
+
+        sd = load_sounddevice()
+        self._loop, self._mic = loop, mic
+        in_dev = resolve_device(sd, self.input_device, "input")
+        out_dev = resolve_device(sd, self.output_device, "output")
+        try:
+            out = sd.RawOutputStream(
+                samplerate=SAMPLE_RATE_HZ,
+                channels=1,
+                dtype="int16",
+                blocksize=self.output_block,
+                latency="low",
+                device=out_dev,
+                callback=self._on_output,
+            )
+            self._streams.append(out)
+            mic_stream = sd.RawInputStream(
+                samplerate=SAMPLE_RATE_HZ,
+                channels=1,
+                dtype="int16",
+                blocksize=self.input_block,
+                latency="low",
+                device=in_dev,
+                callback=self._on_input,
+            )
+            self._streams.append(mic_stream)
+            self.output_latency_s = float(out.latency)
+            self.input_latency_s = float(mic_stream.latency)
+            out.start()
+            mic_stream.start()
+        except sd.PortAudioError as exc:
+            self.stop()
+            raise UserError(
+                f"cannot open the sound device: {exc}",
+                hint="check `pivoicectl devices` and `pivoicectl doctor`",
+            ) from exc
+
+    def drain_reports(self) -> list[PlayReport]:
+        """Reports appended by the output callback since the last call."""
+        out = []
+        reports = self.reports
+        while reports:
+            out.append(reports.popleft())
+        return out
+
+    def stop(self) -> None:
+        """Stop and close the streams (idempotent)."""
+        self._mic = None
+        streams, self._streams = self._streams, []
+        for stream in streams:
+            try:
+                stream.stop()
+                stream.close()
+            except Exception:  # closing a broken device must not hide the real error
+                pass

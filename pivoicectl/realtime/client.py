@@ -1,0 +1,337 @@
+"""The client loop of `run`: connection supervision and the plumbing between edges.
+
+All decisions live elsewhere: what to send and show comes from the pure `Conversation`,
+when to reconnect from `Reconnector`, when to renew from `SessionRenewal`. This module
+only moves data between them and the two edges (a `Connector` for the WebSocket, an
+`AudioEdge` for the sound device), so tests can swap either edge.
+
+Threads: the audio callbacks run on PortAudio's thread and only touch the
+`PlaybackQueue` and a deque; everything else runs on one asyncio loop, which never
+waits on audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pivoicectl.errors import UserError
+from pivoicectl.realtime import events as ev
+from pivoicectl.realtime.conversation import (
+    Action,
+    Conversation,
+    Finish,
+    PlayReport,
+    Record,
+    Send,
+    Show,
+)
+from pivoicectl.realtime.reconnect import (
+    BackoffPolicy,
+    Reconnector,
+    RenewalPolicy,
+    SessionRenewal,
+)
+from pivoicectl.realtime.trace import TraceWriter
+from pivoicectl.realtime.transport import (
+    ConnectFailed,
+    Connection,
+    ConnectionLost,
+    Connector,
+    ConnectRejected,
+    connect_websocket,
+)
+
+TICK_S = 0.02
+"""How often playback reports are drained (first-audio and silence timestamps come from
+the callback itself, so this only bounds how late they are processed)."""
+MIC_QUEUE_BLOCKS = 100
+"""Mic blocks held while the socket is slow (2 s at 20 ms); older ones are dropped."""
+
+_QUIET_SENDS = frozenset({"input_audio_buffer.append"})
+_QUIET_RECVS = frozenset({"response.output_audio.delta", "response.output_audio_transcript.delta"})
+
+
+class AudioEdge(Protocol):
+    underflows: int
+    overflows: int
+
+    def start(self, loop: asyncio.AbstractEventLoop, mic: Callable[[bytes], None]) -> None: ...
+
+    def drain_reports(self) -> list[PlayReport]: ...
+
+    def stop(self) -> None: ...
+
+
+class Ui(Protocol):
+    def show(self, kind: str, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """Where to connect and when to stop."""
+
+    url: str
+    api_key: str
+    duration_s: float | None = None
+    chime: bool = True
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    renewal: RenewalPolicy = field(default_factory=RenewalPolicy)
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    reason: str
+    elapsed_s: float
+    cpu_s: float
+    mic_blocks_sent: int
+    mic_blocks_dropped: int
+    reconnects: int
+
+
+class RealtimeClient:
+    """One `run`: connect, converse, reconnect, stop."""
+
+    def __init__(
+        self,
+        options: ClientOptions,
+        conversation: Conversation,
+        audio: AudioEdge,
+        ui: Ui,
+        trace: TraceWriter,
+        connector: Connector = connect_websocket,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.options = options
+        self.conversation = conversation
+        self.audio = audio
+        self.ui = ui
+        self.trace = trace
+        self.connector = connector
+        self.clock = clock
+        self.stop_event = asyncio.Event()
+        self.stop_reason = "stopped"
+        self._renew = asyncio.Event()
+        self._conn: Connection | None = None
+        self._mic: asyncio.Queue[bytes] = asyncio.Queue(MIC_QUEUE_BLOCKS)
+        self._reconnector = Reconnector(options.backoff)
+        self._renewal = SessionRenewal(options.renewal, clock)
+        self._secrets = (options.api_key,)
+        self.mic_blocks_sent = 0
+        self.mic_blocks_dropped = 0
+        self.reconnects = 0
+        self._background: set[asyncio.Future[None]] = set()
+
+    def stop(self, reason: str) -> None:
+        """Ask the run to end (signal handlers, limits); safe to call repeatedly."""
+        if not self.stop_event.is_set():
+            self.stop_reason = reason
+            self.stop_event.set()
+
+    # --- the run ------------------------------------------------------------------------
+
+    async def run(self) -> ClientResult:
+        start_s, cpu0 = self.clock(), time.process_time()
+        loop = asyncio.get_running_loop()
+        self.audio.start(loop, self._on_mic)
+        ticker = asyncio.create_task(self._tick(start_s))
+        try:
+            if self.options.chime:
+                await self._chime()
+            await self._supervise()
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            self.audio.stop()
+            for report in self.audio.drain_reports():
+                self._execute(self.conversation.played(report))
+        return ClientResult(
+            reason=self.stop_reason,
+            elapsed_s=self.clock() - start_s,
+            cpu_s=time.process_time() - cpu0,
+            mic_blocks_sent=self.mic_blocks_sent,
+            mic_blocks_dropped=self.mic_blocks_dropped,
+            reconnects=self.reconnects,
+        )
+
+    async def _chime(self) -> None:
+        """Play the ready sound before connecting (see `audio_io.ready_chime_pcm`).
+
+        Nothing is streamed meanwhile (there is no connection), so its echo cannot reach
+        the service; waits at most 3 s in case the device does not play.
+        """
+        from pivoicectl.realtime.audio_io import CHIME_ITEM_ID, ready_chime_pcm
+
+        playback = self.conversation.playback
+        playback.push(CHIME_ITEM_ID, CHIME_ITEM_ID, ready_chime_pcm())
+        playback.mark_audio_done(CHIME_ITEM_ID)
+        deadline = self.clock() + 3.0
+        while playback.queued_samples and self.clock() < deadline:
+            if self.stop_event.is_set():
+                return
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # the tail in the device buffer and the echo path
+
+    async def _supervise(self) -> None:
+        headers = {"Authorization": f"Bearer {self.options.api_key}"}
+        first = True
+        while not self.stop_event.is_set():
+            if not first:
+                self.reconnects += 1
+            first = False
+            try:
+                conn = await self._until_stopped(self.connector(self.options.url, headers))
+            except ConnectRejected as exc:
+                raise UserError(
+                    f"{self.options.url} refused the connection: {exc}",
+                    hint="check the API key (OPENAI_API_KEY) and --url",
+                ) from exc
+            except ConnectFailed as exc:
+                self.trace.write({"type": "connect_failed", "error": str(exc)})
+                if not await self._backoff(f"cannot connect ({exc})"):
+                    return
+                continue
+            if conn is None:
+                return
+            self._conn = conn
+            self._reconnector.connected()
+            self._renewal.started()
+            self._execute(self.conversation.connected(self.clock()))
+            outcome = await self._serve(conn)
+            self._conn = None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2.0)
+            self._execute(self.conversation.disconnected(self.clock(), outcome))
+            if outcome == "renew":
+                self.ui.show("status", "(renewing the session before the service's time limit)")
+                continue
+            if outcome != "stop" and not await self._backoff(f"connection lost ({outcome})"):
+                return
+
+    async def _backoff(self, why: str) -> bool:
+        """Wait before the next attempt; False when stopping or giving up."""
+        delay = self._reconnector.next_delay_s()
+        if delay is None:
+            raise UserError(f"giving up: {why}", hint="check the network and --url")
+        self.ui.show("status", f"({why}; reconnecting in {delay:.1f} s)")
+        self.trace.write({"type": "reconnect_wait", "why": why, "delay_s": round(delay, 3)})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop_event.wait(), delay)
+        return not self.stop_event.is_set()
+
+    async def _until_stopped(self, coro: Any) -> Any:
+        """Await `coro` unless stop is requested first (then None)."""
+        task = asyncio.ensure_future(coro)
+        stopper = asyncio.create_task(self.stop_event.wait())
+        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            conn = await task
+            await conn.close()
+        return None
+
+    async def _serve(self, conn: Connection) -> str:
+        """Run one connection; returns why it ended: stop, renew or a loss reason."""
+        while not self._mic.empty():  # audio from before this session is stale
+            self._mic.get_nowait()
+        self._renew.clear()
+        receiver = asyncio.create_task(self._receive(conn))
+        sender = asyncio.create_task(self._send_mic(conn))
+        stopper = asyncio.create_task(self.stop_event.wait())
+        renewer = asyncio.create_task(self._renew.wait())
+        tasks = {receiver, sender, stopper, renewer}
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks - done:
+            task.cancel()
+        await asyncio.gather(*(tasks - done), return_exceptions=True)
+        if stopper in done:
+            return "stop"
+        if renewer in done:
+            return "renew"
+        for task in (receiver, sender):
+            if task in done:
+                exc = task.exception()
+                if isinstance(exc, ConnectionLost):
+                    return f"closed {exc.code}: {exc.reason}" if exc.code else exc.reason
+                if exc is not None:
+                    raise exc
+        return "closed"
+
+    async def _receive(self, conn: Connection) -> None:
+        while True:
+            text = await conn.recv()
+            now = self.clock()
+            event = ev.parse_server_event(text)
+            if event.type not in _QUIET_RECVS:
+                self.trace.write(
+                    {"type": "recv", "event": ev.trace_view(event.data, self._secrets)}, now
+                )
+            actions = self.conversation.handle(event, now)
+            for action in actions:
+                if isinstance(action, Send):
+                    await self._send(conn, action.event)
+                else:
+                    self._execute([action])
+
+    async def _send_mic(self, conn: Connection) -> None:
+        while True:
+            pcm = await self._mic.get()
+            if self.conversation.ready:
+                await conn.send(ev.dumps(ev.input_audio_append(pcm)))
+                self.mic_blocks_sent += 1
+
+    async def _send(self, conn: Connection, event: dict[str, Any]) -> None:
+        if event.get("type") not in _QUIET_SENDS:
+            self.trace.write({"type": "send", "event": ev.trace_view(event, self._secrets)})
+        await conn.send(ev.dumps(event))
+
+    # --- loop-side callbacks ----------------------------------------------------------------
+
+    def _on_mic(self, pcm: bytes) -> None:
+        """A mic block from the audio thread (already on the loop)."""
+        if self._conn is None:
+            return
+        if self._mic.full():
+            self._mic.get_nowait()
+            self.mic_blocks_dropped += 1
+        self._mic.put_nowait(pcm)
+
+    async def _tick(self, start_s: float) -> None:
+        duration = self.options.duration_s
+        while True:
+            for report in self.audio.drain_reports():
+                self._execute(self.conversation.played(report))
+            now = self.clock()
+            if duration is not None and now - start_s >= duration:
+                self.stop(f"{duration:g} s elapsed")
+            if self._conn is not None and self._renewal.should_renew(self.conversation.idle):
+                self._renew.set()
+            await asyncio.sleep(TICK_S)
+
+    def _execute(self, actions: list[Action]) -> None:
+        """Run actions that need no await; `Send`s outside a connection are dropped."""
+        for action in actions:
+            if isinstance(action, Show):
+                self.ui.show(action.kind, action.text)
+            elif isinstance(action, Record):
+                self.trace.write(action.record)
+            elif isinstance(action, Finish):
+                self.stop(action.reason)
+            elif isinstance(action, Send):
+                conn = self._conn
+                if conn is not None:
+                    task = asyncio.ensure_future(self._send_quietly(conn, action.event))
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
+
+    async def _send_quietly(self, conn: Connection, event: dict[str, Any]) -> None:
+        with contextlib.suppress(ConnectionLost):
+            await self._send(conn, event)

@@ -1,0 +1,574 @@
+"""The conversation as a pure state machine: server events and playback reports in,
+actions out.
+
+Why pure: barge-in correctness (what to flush, what to truncate, which late deltas to
+drop, whether to cancel) and the per-turn metrics are the hard part of `run`, and they
+must be testable to the sample without a socket, a sound card or a clock. The transport
+(`client.py`) feeds `handle()` with parsed server events and `played()` with what the
+audio callback handed to the device, then executes the returned actions: `Send` a
+client event, `Show` a transcript or status line, `Record` a trace line, `Finish`.
+
+The only shared object is the `PlaybackQueue` (in memory, thread-safe): the machine
+pushes audio deltas into it and flushes it on barge-in; the audio callback pulls from
+it. All times are monotonic seconds passed in by the caller (`now_s`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pivoicectl.realtime import events as ev
+from pivoicectl.realtime.playback import PlaybackQueue, PlayedSpan, TruncatePlan
+
+# --- actions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send this client event over the WebSocket."""
+
+    event: dict[str, Any]
+
+
+ShowKind = Literal["user", "assistant", "status", "error"]
+
+
+@dataclass(frozen=True)
+class Show:
+    """Show a line to the user (transcripts, interruptions, errors)."""
+
+    kind: ShowKind
+    text: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """Write one record to the trace (the writer redacts and timestamps it)."""
+
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The run is over (turn limit reached); `reason` goes into the summary."""
+
+    reason: str
+
+
+Action = Send | Show | Record | Finish
+
+
+# --- inputs besides server events --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlayReport:
+    """What one output callback handed to the device, reported from the audio thread.
+
+    `callback_s`: monotonic time the callback ran. `audible_s`: when the first sample of
+    that block reaches the speaker (callback time plus the latency the device reports).
+    `underflows`/`overflows`: cumulative counts of output underruns and input overruns.
+    """
+
+    callback_s: float
+    audible_s: float
+    spans: tuple[PlayedSpan, ...]
+    silence_samples: int
+    underflows: int = 0
+    overflows: int = 0
+
+    @property
+    def audio_samples(self) -> int:
+        return sum(span.samples for span in self.spans)
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+def _ms(later: float | None, earlier: float | None) -> float | None:
+    if later is None or earlier is None:
+        return None
+    return round((later - earlier) * 1000.0, 1)
+
+
+@dataclass
+class TurnMetrics:
+    """One assistant answer: when it came, when it was heard, whether it was cut off.
+
+    Times are monotonic seconds; `to_dict` turns them into the derived latencies.
+    `speech_stopped_s` is when the service said the user's turn ended (it waits the VAD
+    silence window before saying so, which `vad_silence_ms` adds back for the
+    voice-to-voice figure).
+    """
+
+    index: int
+    response_id: str
+    created_s: float
+    speech_stopped_s: float | None = None
+    vad_silence_ms: int = 0
+    item_id: str | None = None
+    status: str = "in_progress"
+    reason: str | None = None
+    first_delta_s: float | None = None
+    first_audible_s: float | None = None
+    done_s: float | None = None
+    received_samples: int = 0
+    interrupted_s: float | None = None
+    silent_s: float | None = None
+    truncate_audio_end_ms: int | None = None
+    played_ms_at_interrupt: int | None = None
+    received_ms_at_interrupt: int | None = None
+    cancel_sent: bool = False
+    underflows: int = 0
+    overflows: int = 0
+    usage: dict[str, Any] | None = None
+    complete: bool = False
+
+    @property
+    def interrupted(self) -> bool:
+        return self.interrupted_s is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        response_latency = _ms(self.first_audible_s, self.speech_stopped_s)
+        return {
+            "turn": self.index,
+            "response_id": self.response_id,
+            "item_id": self.item_id,
+            "status": self.status,
+            "reason": self.reason,
+            "audio_received_ms": ev.samples_to_ms(self.received_samples),
+            "response_latency_ms": response_latency,
+            "voice_to_voice_ms": (
+                None if response_latency is None else response_latency + self.vad_silence_ms
+            ),
+            "first_audio_latency_ms": _ms(self.first_audible_s, self.first_delta_s),
+            "interrupted": self.interrupted,
+            "interrupt_latency_ms": _ms(self.silent_s, self.interrupted_s),
+            "truncate_audio_end_ms": self.truncate_audio_end_ms,
+            "played_ms_at_interrupt": self.played_ms_at_interrupt,
+            "received_ms_at_interrupt": self.received_ms_at_interrupt,
+            "cancel_sent": self.cancel_sent,
+            "underflows": self.underflows,
+            "overflows": self.overflows,
+            "usage": self.usage,
+        }
+
+
+def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
+    """Sum token counts, recursing into the *_details objects."""
+    for key, value in usage.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            total[key] = total.get(key, 0) + value
+        elif isinstance(value, dict):
+            _add_usage(total.setdefault(key, {}), value)
+
+
+# --- the machine ---------------------------------------------------------------------------
+
+
+_ERRORS_TO_IGNORE = frozenset({"response_cancel_not_active"})
+"""Error codes that are expected side effects, not problems (shown dimmed, traced)."""
+
+
+class Conversation:
+    """The client's view of one run, across reconnects.
+
+    `connected()` when a WebSocket opens, `handle()` per server event, `played()` per
+    playback report, `disconnected()` when the connection is gone. Session settings are
+    sent again after every `session.created`, so a reconnect restores them.
+    """
+
+    def __init__(
+        self,
+        config: ev.SessionConfig,
+        playback: PlaybackQueue,
+        max_turns: int | None = None,
+        ids: ev.EventIds | None = None,
+    ) -> None:
+        self.config = config
+        self.playback = playback
+        self.max_turns = max_turns
+        self.ids = ids or ev.EventIds()
+        self.ready = False
+        """session.created arrived and our session.update was sent: audio may flow."""
+        self.user_speaking = False
+        self.turns: list[TurnMetrics] = []
+        self.usage: dict[str, Any] = {}
+        self.errors: list[dict[str, Any]] = []
+        self.connections = 0
+        self.finished = False
+        self._by_response: dict[str, TurnMetrics] = {}
+        self._active: dict[str, TurnMetrics] = {}
+        self._speech_stopped_s: float | None = None
+        self._pending_silence: list[TurnMetrics] = []
+        self._last_underflows = 0
+        self._last_overflows = 0
+        self._transcripts: dict[str, str] = {}
+        self._open_turns: list[TurnMetrics] = []
+        self.completed_turns = 0
+        self._transcripts_shown: set[str] = set()
+
+    # --- derived state -------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """Nobody speaking, no answer running or playing: a safe moment to renew."""
+        return not self.user_speaking and not self._active and self.playback.queued_samples == 0
+
+    @property
+    def server_cancels_on_speech(self) -> bool:
+        """Whether the service cancels a running answer by itself when speech starts."""
+        return self.config.turn_detection != "none" and self.config.interrupt_response
+
+    # --- connection ------------------------------------------------------------------
+
+    def connected(self, now_s: float) -> list[Action]:
+        """A WebSocket is open; nothing is sent until the server's session.created."""
+        self.connections += 1
+        self.ready = False
+        return [Record({"type": "connected", "connection": self.connections})]
+
+    def disconnected(self, now_s: float, reason: str) -> list[Action]:
+        """The connection is gone: its responses will never finish.
+
+        Audio already queued keeps playing (it was received); the turns that were
+        running are closed as `disconnected` so metrics and max-turns stay consistent.
+        """
+        self.ready = False
+        self.user_speaking = False
+        actions: list[Action] = [Record({"type": "disconnected", "reason": reason})]
+        for turn in list(self._active.values()):
+            turn.status = "disconnected"
+            turn.done_s = now_s
+            self.playback.mark_response_done(turn.response_id)
+        self._active.clear()
+        actions += self._complete_turns(now_s)
+        return actions
+
+    # --- server events ----------------------------------------------------------------
+
+    def handle(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
+        """Actions for one server event. Unknown and malformed events are ignored."""
+        handler = _HANDLERS.get(event.type)
+        if handler is None:
+            return []
+        try:
+            return handler(self, event, now_s)
+        except (AttributeError, TypeError, KeyError, ValueError) as exc:
+            # A field of an unexpected type: one odd event must not end the session.
+            return [Record({"type": "bad_event", "event_type": event.type, "error": repr(exc)})]
+
+    def _on_session_created(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
+        self.ready = True
+        return [
+            Send(ev.session_update(self.config, self.ids.next())),
+            Record({"type": "session", "session_id": _session_id(event)}),
+        ]
+
+    def _on_speech_started(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
+        self.user_speaking = True
+        actions: list[Action] = [
+            Record({"type": "speech_started", "item_id": event.item_id, "at_s": now_s})
+        ]
+        was_playing = self.playback.queued_samples > 0
+        plan = self.playback.interrupt(active_response_ids=tuple(self._active))
+        running = list(self._active.values())
+        target = self._by_response.get(plan.response_id) if plan else None
+        if target is None and was_playing:
+            target = self._last_turn_with_audio()
+        if target is None and running:
+            target = running[-1]
+        if target is None or (plan is None and not was_playing and not running):
+            return actions  # an ordinary turn start: nothing was playing or coming
+        target.interrupted_s = now_s
+        self._pending_silence.append(target)
+        if plan is not None:
+            target.truncate_audio_end_ms = plan.audio_end_ms
+            target.played_ms_at_interrupt = ev.samples_to_ms(plan.played_samples)
+            target.received_ms_at_interrupt = ev.samples_to_ms(plan.received_samples)
+            actions.append(Send(plan.event(self.ids.next())))
+        if running and not self.server_cancels_on_speech:
+            actions.append(Send(ev.response_cancel(self.ids.next())))
+            for turn in running:
+                turn.cancel_sent = True
+        actions.append(Record(_interruption_record(target, plan, now_s)))
+        heard = "" if plan is None else f" after {plan.audio_end_ms / 1000:.1f} s"
+        actions.append(Show("status", f"(interrupted{heard})"))
+        return actions
+
+    def _on_speech_stopped(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
+        self.user_speaking = False
+        self._speech_stopped_s = now_s
+        return [Record({"type": "speech_stopped", "item_id": event.item_id})]
+
+    def _on_user_transcript(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
+        text = str(event.data.get("transcript") or "").strip()
+        if not text:
+            return []
+        return [
+            Show("user", text),
+            Record({"type": "user", "item_id": event.item_id, "text": text}),
+        ]
+
+    def _on_response_created(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
+        response_id = event.response_id
+        if response_id is None or response_id in self._by_response:
+            return []
+        silence_ms = (
+            self.config.vad_silence_duration_ms if self.config.turn_detection == "server_vad" else 0
+        )
+        turn = TurnMetrics(
+            index=len(self.turns) + 1,
+            response_id=response_id,
+            created_s=now_s,
+            speech_stopped_s=self._speech_stopped_s,
+            vad_silence_ms=silence_ms,
+        )
+        self._speech_stopped_s = None
+        self.turns.append(turn)
+        self._open_turns.append(turn)
+        self._by_response[response_id] = turn
+        self._active[response_id] = turn
+        return [Record({"type": "response_created", "response_id": response_id})]
+
+    def _on_audio_delta(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
+        response_id, item_id = event.response_id, event.item_id
+        if response_id is None or item_id is None:
+            return []
+        pcm = ev.audio_delta_bytes(event)
+        if not self.playback.push(item_id, response_id, pcm):
+            return []  # a late delta of an interrupted response
+        turn = self._by_response.get(response_id)
+        if turn is not None:
+            turn.item_id = turn.item_id or item_id
+            turn.received_samples += ev.bytes_to_samples(len(pcm))
+            if turn.first_delta_s is None:
+                turn.first_delta_s = now_s
+        return []
+
+    def _on_audio_done(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
+        if event.item_id is not None:
+            self.playback.mark_audio_done(event.item_id)
+        return []
+
+    def _on_assistant_transcript_delta(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
+        response_id = event.response_id
+        delta = event.data.get("delta")
+        if response_id is not None and isinstance(delta, str):
+            self._transcripts[response_id] = self._transcripts.get(response_id, "") + delta
+        return []
+
+    def _on_assistant_transcript(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
+        text = event.data.get("transcript")
+        response_id = event.response_id or ""
+        if response_id in self._transcripts_shown:
+            return []
+        self._transcripts_shown.add(response_id)
+        self._transcripts.pop(response_id, None)
+        return self._assistant_text(response_id, str(text or ""), interrupted=False)
+
+    def _assistant_text(self, response_id: str, text: str, interrupted: bool) -> list[Action]:
+        text = text.strip()
+        if not text:
+            return []
+        shown = f"{text} …(interrupted)" if interrupted else text
+        return [
+            Show("assistant", shown),
+            Record(
+                {
+                    "type": "assistant",
+                    "response_id": response_id,
+                    "text": text,
+                    "interrupted": interrupted,
+                }
+            ),
+        ]
+
+    def _on_response_done(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
+        response_id = event.response_id
+        if response_id is not None:
+            self.playback.mark_response_done(response_id)
+        turn = self._active.pop(response_id, None) if response_id else None
+        response = event.data.get("response")
+        usage = response.get("usage") if isinstance(response, dict) else None
+        if isinstance(usage, dict):
+            _add_usage(self.usage, usage)
+        actions: list[Action] = [
+            Record(
+                {
+                    "type": "response_done",
+                    "response_id": response_id,
+                    "status": event.response_status,
+                    "reason": event.response_status_reason,
+                }
+            )
+        ]
+        if response_id is not None and response_id not in self._transcripts_shown:
+            # No transcript.done (cancelled answers get none): show what had arrived.
+            self._transcripts_shown.add(response_id)
+            partial = self._transcripts.pop(response_id, "")
+            cut = event.response_status != "completed"
+            actions += self._assistant_text(response_id, partial, interrupted=cut)
+        if turn is not None:
+            turn.status = event.response_status or "unknown"
+            turn.reason = event.response_status_reason
+            turn.done_s = now_s
+            turn.usage = usage if isinstance(usage, dict) else None
+        if event.response_status == "failed":
+            actions.append(Show("error", f"the answer failed: {_status_details(event)}"))
+        actions += self._complete_turns(now_s)
+        return actions
+
+    def _on_error(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
+        code = event.error_code
+        record = {
+            "type": "error",
+            "code": code,
+            "error_type": event.error.get("type"),
+            "message": event.error_message,
+            "client_event_id": event.error.get("event_id"),
+        }
+        actions: list[Action] = [Record(record)]
+        if code in _ERRORS_TO_IGNORE:
+            return actions
+        self.errors.append(record)
+        actions.append(Show("error", f"server error {code or ''}: {event.error_message}".strip()))
+        return actions
+
+    # --- playback reports -------------------------------------------------------------
+
+    def played(self, report: PlayReport) -> list[Action]:
+        """Account for one device block: first audible sample, silence after a barge-in."""
+        for span in report.spans:
+            turn = self._by_response.get(span.response_id)
+            if turn is not None and turn.first_audible_s is None:
+                turn.first_audible_s = report.audible_s
+        if self._pending_silence:
+            still = []
+            for turn in self._pending_silence:
+                assert turn.interrupted_s is not None
+                # Only a block pulled after the flush reflects it; its first sample is
+                # where the speaker falls silent (the queue was empty, so it is silence).
+                if report.callback_s >= turn.interrupted_s and not any(
+                    s.response_id == turn.response_id for s in report.spans
+                ):
+                    turn.silent_s = report.audible_s
+                else:
+                    still.append(turn)
+            self._pending_silence = still
+        under = report.underflows - self._last_underflows
+        over = report.overflows - self._last_overflows
+        self._last_underflows, self._last_overflows = report.underflows, report.overflows
+        if under or over:
+            for turn in self._active.values() or self.turns[-1:]:
+                turn.underflows += under
+                turn.overflows += over
+        return self._complete_turns(report.callback_s)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _last_turn_with_audio(self) -> TurnMetrics | None:
+        for turn in reversed(self.turns):
+            if turn.received_samples:
+                return turn
+        return None
+
+    def _complete_turns(self, now_s: float) -> list[Action]:
+        """Close turns whose answer is done and whose audio was played or cut off."""
+        actions: list[Action] = []
+        for turn in list(self._open_turns):
+            if turn.done_s is None:
+                continue
+            if turn.interrupted and turn.silent_s is None and turn.status != "disconnected":
+                continue  # wait for the block that proves the speaker fell silent
+            status = self.playback.item_status(turn.item_id) if turn.item_id else None
+            still_playing = (
+                status is not None
+                and not status.truncated
+                and not turn.interrupted
+                and status.played_samples < status.received_samples
+            )
+            if still_playing:
+                continue
+            turn.complete = True
+            self._open_turns.remove(turn)
+            self.completed_turns += 1
+            actions.append(Record({"type": "turn", **turn.to_dict()}))
+        if (
+            self.max_turns is not None
+            and not self.finished
+            and self.completed_turns >= self.max_turns
+        ):
+            self.finished = True
+            actions.append(Finish(f"{self.max_turns} turn(s) done"))
+        return actions
+
+
+def _session_id(event: ev.ServerEvent) -> str | None:
+    session = event.data.get("session")
+    return session.get("id") if isinstance(session, dict) else None
+
+
+def _status_details(event: ev.ServerEvent) -> str:
+    response = event.data.get("response")
+    details = response.get("status_details") if isinstance(response, dict) else None
+    if isinstance(details, dict):
+        error = details.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        return str(details.get("reason") or details.get("type") or "unknown reason")
+    return "unknown reason"
+
+
+def _interruption_record(
+    turn: TurnMetrics, plan: TruncatePlan | None, now_s: float
+) -> dict[str, Any]:
+    return {
+        "type": "interruption",
+        "response_id": turn.response_id,
+        "item_id": plan.item_id if plan else turn.item_id,
+        "at_s": now_s,
+        "truncate_audio_end_ms": plan.audio_end_ms if plan else None,
+        "played_samples": plan.played_samples if plan else None,
+        "received_samples": plan.received_samples if plan else None,
+        "truncate_sent": plan is not None,
+    }
+
+
+_HANDLERS = {
+    "session.created": Conversation._on_session_created,
+    "input_audio_buffer.speech_started": Conversation._on_speech_started,
+    "input_audio_buffer.speech_stopped": Conversation._on_speech_stopped,
+    "conversation.item.input_audio_transcription.completed": Conversation._on_user_transcript,
+    "response.created": Conversation._on_response_created,
+    "response.output_audio.delta": Conversation._on_audio_delta,
+    "response.output_audio.done": Conversation._on_audio_done,
+    "response.output_audio_transcript.delta": Conversation._on_assistant_transcript_delta,
+    "response.output_audio_transcript.done": Conversation._on_assistant_transcript,
+    "response.done": Conversation._on_response_done,
+    "error": Conversation._on_error,
+}
+"""Server events the conversation acts on (GA names; beta names are normalized)."""
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    """What `run` prints at the end."""
+
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, Any] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    connections: int = 0
+
+
+def summarize(conversation: Conversation) -> ConversationSummary:
+    """The turns (complete or not), total usage and errors of a conversation."""
+    return ConversationSummary(
+        turns=[t.to_dict() for t in conversation.turns],
+        usage=dict(conversation.usage),
+        errors=list(conversation.errors),
+        connections=conversation.connections,
+    )
