@@ -1,12 +1,25 @@
 """The recording and playback edge: sample-aligned multi-node capture, parec, paplay.
 
-Why a combine-stream client: two recorders started separately (two `parec`) have an
-unknown offset of tens of milliseconds, which ruins a delay measurement and smears an
-ERLE computed sample by sample. PipeWire's `libpipewire-module-combine-stream`, loaded in
-a small standalone client process (`pipewire -c FILE`), captures several nodes (a sink's
-monitor, the raw mic, source_ec) into ONE multi-channel source whose channels share one
-clock and one start; recording that single source with parec gives sample-aligned
-channels (DESIGN-NOTES section 3).
+Why one capture node: two recorders started separately (two `parec`) have an unknown
+offset of tens of milliseconds, which ruins a delay measurement and smears an ERLE
+computed sample by sample. So the captured nodes (a sink's monitor, the raw mic,
+source_ec) are linked port by port into the input ports of ONE node, a private
+multi-channel null sink (`support.null-audio-sink`), and parec records that sink's
+monitor. PipeWire runs a node only after every node linked to its inputs has run in the
+same graph cycle, so the channels are sample-aligned by construction, and they then
+travel together in one buffer (DESIGN-NOTES section 3).
+
+An earlier version used `libpipewire-module-combine-stream` (combine.mode = source) in
+a `pipewire -c` client. Each of its inputs is a separate stream whose buffer the combine
+node takes in its own process callback, with no ordering inside a cycle, so about one
+recording in 5-8 had its channels a whole number of periods apart (17.0 ms of echo
+delay measured as 11.67 or 6.33 ms in the simulated room, 256-sample period).
+
+The sink lives as long as the `pw-cli -m create-node` process that created it (a
+client's objects are destroyed when it disconnects), and the links made with `pw-link`
+go with the sink's ports. A node with several channels contributes its first channel
+(lowest port index: FL of a stereo device), never a mix: a mono far end played into a
+stereo sink is the same in FL and FR, and a sum would read 6 dB too hot.
 
 parec gotchas measured here: it buffers about 2 s by default and drops what is buffered
 when it is killed, so it always runs with `--latency-msec=20` and is stopped with SIGINT;
@@ -18,6 +31,7 @@ Everything here is process and file plumbing; the signal analysis is in pivoicec
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import shutil
@@ -26,10 +40,11 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,11 +60,12 @@ _PULSE_MAP = {
     "RR": "rear-right",
 }
 PULSE_TOOLS_HINT = "sudo apt-get install pulseaudio-utils"
+PIPEWIRE_TOOLS_HINT = "sudo apt-get install pipewire-bin  (pw-cli, pw-link, pw-dump)"
 
 
 @dataclass(frozen=True)
 class CaptureChannel:
-    """One node to capture into one channel of the combined source."""
+    """One node to capture into one channel of the aligned recording."""
 
     node: str
     monitor_of_sink: bool = False
@@ -57,10 +73,10 @@ class CaptureChannel:
 
 
 def require_tools(*names: str) -> None:
-    """UserError naming the first missing program (parec, paplay, pacat, pipewire)."""
+    """UserError naming the first missing program (parec, paplay, pacat, pw-cli, ...)."""
     for name in names:
         if shutil.which(name) is None:
-            hint = PULSE_TOOLS_HINT if name.startswith("pa") else "sudo apt-get install pipewire"
+            hint = PULSE_TOOLS_HINT if name.startswith("pa") else PIPEWIRE_TOOLS_HINT
             raise UserError(f"{name} is not installed", hint)
 
 
@@ -68,63 +84,101 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def combine_config(name: str, channels: list[CaptureChannel] | tuple[CaptureChannel, ...]) -> str:
-    """The client config that makes `name`, one source with a channel per captured node.
+def capture_sink_props(name: str, n_channels: int, rate: int) -> str:
+    """The properties (`pw-cli create-node adapter PROPS`) of the private capture sink.
 
-    Pure text. Each node gets its own stream rule (matched by node.name) mapped to one
-    position; `stream.dont-remix` keeps PipeWire from mixing a mono node into several
-    channels; latency compensation is off because we want the raw, shared time base.
+    Pure text, valid on PipeWire 0.3.x and 1.x alike. The lowest driver and session
+    priorities keep it from driving the graph or becoming the default sink; it never
+    suspends; its monitor ignores its volume (monitor.channel-volumes, also the default).
     """
-    if not 1 <= len(channels) <= len(_POSITIONS):
-        raise ValueError(f"1 to {len(_POSITIONS)} channels, got {len(channels)}")
-    positions = " ".join(_POSITIONS[: len(channels)])
-    rules = []
-    for pos, ch in zip(_POSITIONS, channels, strict=False):
-        extra = " stream.capture.sink = true" if ch.monitor_of_sink else ""
-        rules.append(
-            f"        {{ matches = [ {{ node.name = {_quote(ch.node)} }} ]\n"
-            f"          actions = {{ create-stream = {{ combine.audio.position = [ {pos} ] "
-            f"audio.position = [ MONO ]{extra} }} }} }}"
+    if not 1 <= n_channels <= len(_POSITIONS):
+        raise ValueError(f"1 to {len(_POSITIONS)} channels, got {n_channels}")
+    positions = " ".join(_POSITIONS[:n_channels])
+    return (
+        "{ factory.name = support.null-audio-sink"
+        f" node.name = {_quote(name)}"
+        ' node.description = "pivoicectl aligned capture"'
+        " media.class = Audio/Sink"
+        f" audio.rate = {rate} audio.channels = {n_channels}"
+        f" audio.position = [ {positions} ]"
+        " node.virtual = true"
+        " priority.driver = 1 priority.session = 1"
+        " session.suspend-timeout-seconds = 0 node.pause-on-idle = false"
+        " monitor.channel-volumes = false }"
+    )
+
+
+def _true(value: object) -> bool:
+    """A pw-dump property as a bool (1.x prints true, older tools may print "true")."""
+    return value is True or str(value).lower() in ("true", "1")
+
+
+def _ports(objects: Sequence[dict[str, Any]], node_name: str) -> list[dict[str, Any]] | None:
+    """The audio ports (their props) of the node named `node_name`; None without one."""
+    node_ids = {
+        str(o.get("id"))
+        for o in objects
+        if str(o.get("type", "")).endswith(":Node")
+        and ((o.get("info") or {}).get("props") or {}).get("node.name") == node_name
+    }
+    if not node_ids:
+        return None
+    ports = []
+    for o in objects:
+        if not str(o.get("type", "")).endswith(":Port"):
+            continue
+        info = o.get("info") or {}
+        props = info.get("props") or {}
+        if str(props.get("node.id")) not in node_ids:
+            continue
+        if "audio" not in str(props.get("format.dsp", "audio")):
+            continue  # a MIDI or control port
+        direction = props.get("port.direction") or {"input": "in", "output": "out"}.get(
+            str(info.get("direction")), ""
         )
-    rules_text = "\n".join(rules)
-    return f"""# pivoicectl: a temporary client that records several nodes on one clock.
-context.properties = {{
-  log.level = 2
-}}
-context.spa-libs = {{
-  audio.convert.* = audioconvert/libspa-audioconvert
-  support.*       = support/libspa-support
-}}
-context.modules = [
-  {{ name = libpipewire-module-protocol-native }}
-  {{ name = libpipewire-module-client-node }}
-  {{ name = libpipewire-module-adapter }}
-  {{ name = libpipewire-module-combine-stream
-    args = {{
-      combine.mode = source
-      node.name = {_quote(name)}
-      node.description = "pivoicectl aligned capture"
-      combine.latency-compensate = false
-      combine.props = {{
-        audio.position = [ {positions} ]
-        node.virtual = true
-        session.suspend-timeout-seconds = 0
-      }}
-      stream.props = {{
-        stream.dont-remix = true
-        node.dont-reconnect = true
-      }}
-      stream.rules = [
-{rules_text}
-      ]
-    }}
-  }}
-]
-"""
+        ports.append({**props, "port.direction": direction, "object.id": o.get("id")})
+    return sorted(ports, key=lambda p: (int(p.get("port.id", 0)), int(p["object.id"])))
+
+
+def link_plan(
+    objects: Sequence[dict[str, Any]], sink: str, channels: Sequence[CaptureChannel]
+) -> list[tuple[int, int]]:
+    """(output port id, input port id) pairs linking each channel's node into `sink`.
+
+    Pure: reads a `pw-dump` listing. Channel k goes to the sink's input port of position
+    k (FL, FR, FC, ...). A node's first output port (by port index) is used: a sink's
+    first monitor port, a source's first capture port (a virtual source's capture ports
+    are flagged port.monitor too, so that flag is only required of sinks). UserError
+    when a node or port is missing.
+    """
+    sink_ports = _ports(objects, sink) or []
+    inputs = {
+        p.get("audio.channel"): int(p["object.id"])
+        for p in sink_ports
+        if p.get("port.direction") == "in"
+    }
+    plan = []
+    for pos, ch in zip(_POSITIONS, channels, strict=False):
+        if pos not in inputs:
+            raise UserError(f"the capture sink {sink} has no {pos} input port", "retry", 1)
+        ports = _ports(objects, ch.node)
+        if ports is None:
+            raise UserError(f"no PipeWire node named {ch.node}", "see `pivoicectl devices`", 1)
+        outs = [
+            p
+            for p in ports
+            if p.get("port.direction") == "out"
+            and (_true(p.get("port.monitor")) or not ch.monitor_of_sink)
+        ]
+        if not outs:
+            what = "monitor" if ch.monitor_of_sink else "capture"
+            raise UserError(f"{ch.node} has no {what} port to record", "see `pivoicectl doctor`", 1)
+        plan.append((int(outs[0]["object.id"]), inputs[pos]))
+    return plan
 
 
 def pulse_channel_map(n_channels: int) -> str:
-    """The parec --channel-map matching `combine_config`'s positions."""
+    """The parec --channel-map matching `capture_sink_props`'s positions."""
     return ",".join(_PULSE_MAP[p] for p in _POSITIONS[:n_channels])
 
 
@@ -162,6 +216,7 @@ class AlignedRecording:
             ],
             stdout=self._file,
             stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent,
         )
 
     def seconds(self) -> float:
@@ -191,48 +246,127 @@ class AlignedRecording:
         )
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the parent dies (Linux), so a killed pivoicectl
+    leaves no capture sink or parec behind. Best effort; elsewhere a no-op."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _pw_dump(timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    try:
+        result = subprocess.run(
+            ["pw-dump"], capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise UserError("pw-dump did not answer", "see `pivoicectl doctor`", 1) from None
+    if result.returncode != 0:
+        raise UserError(
+            f"pw-dump failed: {result.stderr.strip()[:200] or f'exit {result.returncode}'}",
+            "is PipeWire running? see `pivoicectl doctor`",
+            exit_code=1,
+        )
+    try:
+        objects = json.loads(result.stdout or "[]")
+    except json.JSONDecodeError as e:
+        raise UserError(f"pw-dump printed no JSON ({e})", "see `pivoicectl doctor`", 1) from e
+    return objects if isinstance(objects, list) else []
+
+
 @contextmanager
 def aligned_capture(
     channels: list[CaptureChannel], rate: int = 48000, timeout_s: float = 10.0
 ) -> Iterator[tuple[str, Path]]:
-    """Run the combine-stream client; yield (source name, scratch directory).
+    """Create the capture sink, link the nodes into it; yield (source name, scratch dir).
 
-    The client is stopped and the directory removed on exit, whatever happens.
+    The source is the sink's monitor, one channel per entry of `channels`, in order.
+    The sink (and with it every link into it) is destroyed and the directory removed on
+    exit, whatever happens.
     """
     from pivoicectl.audio_server import AudioServer
 
-    require_tools("pipewire")
-    name = f"pivoicectl_aligned_{os.getpid()}"
+    if not 1 <= len(channels) <= len(_POSITIONS):
+        raise ValueError(f"1 to {len(_POSITIONS)} channels, got {len(channels)}")
+    require_tools("pw-cli", "pw-link", "pw-dump")
+    name = f"pv_measure_{os.getpid()}"
+    source = f"{name}.monitor"
     workdir = Path(tempfile.mkdtemp(prefix="pivoicectl-rec-"))
-    conf = workdir / "aligned-capture.conf"
-    conf.write_text(combine_config(name, channels))
     log = open(workdir / "client.log", "wb")  # noqa: SIM115 - closed below
     env = {**os.environ, "PIPEWIRE_LOG_SYSTEMD": "false"}
+    # -m keeps pw-cli connected after the command: the sink lives as long as it does.
     proc = subprocess.Popen(
-        ["pipewire", "-c", str(conf)], env=env, stdout=log, stderr=subprocess.STDOUT
+        ["pw-cli", "-m", "create-node", "adapter", capture_sink_props(name, len(channels), rate)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        preexec_fn=_die_with_parent,
     )
+
+    def check_alive() -> None:
+        if proc.poll() is not None:
+            log.flush()
+            tail = (workdir / "client.log").read_text(errors="replace").strip()[-300:]
+            raise UserError(
+                f"pw-cli, which holds the capture sink, exited ({tail or proc.returncode})",
+                "is PipeWire running? see `pivoicectl doctor`",
+                exit_code=1,
+            )
+
     try:
         deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                log.flush()
-                tail = (workdir / "client.log").read_text(errors="replace").strip()[-300:]
-                raise UserError(
-                    f"the aligned-capture client exited ({tail or proc.returncode})",
-                    "this needs libpipewire-module-combine-stream (PipeWire 0.3.62 or later)",
-                    exit_code=1,
-                )
-            with AudioServer.connect() as server:
-                if server.find(name, "source") is not None:
-                    break
+        while True:  # the sink's input ports, then the plan
+            check_alive()
+            objects = _pw_dump()
+            ins = [p for p in _ports(objects, name) or [] if p.get("port.direction") == "in"]
+            if len(ins) >= len(channels):
+                plan = link_plan(objects, name, channels)
+                break
             if time.monotonic() > deadline:
                 raise UserError(
-                    f"the aligned-capture source did not appear within {timeout_s:.0f} s",
-                    "is WirePlumber running? see `pivoicectl doctor`",
+                    f"the capture sink {name} did not appear within {timeout_s:.0f} s",
+                    "is PipeWire running? see `pivoicectl doctor`",
                     exit_code=1,
                 )
             time.sleep(0.05)
-        yield name, workdir
+        for out_port, in_port in plan:
+            try:
+                result = subprocess.run(
+                    ["pw-link", str(out_port), str(in_port)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout_s,
+                    check=False,
+                )
+                err = ""
+                if result.returncode != 0:
+                    err = result.stderr.strip()[:200] or f"exit {result.returncode}"
+            except subprocess.TimeoutExpired:
+                err = "no answer"
+            if err:
+                raise UserError(
+                    f"pw-link {out_port} {in_port} failed: {err}",
+                    "see `pivoicectl doctor`",
+                    exit_code=1,
+                )
+        while True:  # parec needs the monitor to exist on the Pulse side
+            check_alive()
+            with AudioServer.connect() as server:
+                if server.find(source, "source") is not None:
+                    break
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"the capture source {source} did not appear within {timeout_s:.0f} s",
+                    "is pipewire-pulse running? see `pivoicectl doctor`",
+                    exit_code=1,
+                )
+            time.sleep(0.05)
+        yield source, workdir
     finally:
         _stop(proc, signal.SIGTERM)
         log.close()

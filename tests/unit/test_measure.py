@@ -13,7 +13,12 @@ from pivoicectl.dsp.delay import delay_signal
 from pivoicectl.dsp.levels import dbfs
 from pivoicectl.dsp.signals import fit_length, make_signal, resample, scale_to_dbfs
 from pivoicectl.errors import UserError
-from pivoicectl.recorder import CaptureChannel, combine_config, pulse_channel_map
+from pivoicectl.recorder import (
+    CaptureChannel,
+    capture_sink_props,
+    link_plan,
+    pulse_channel_map,
+)
 
 RATE = 48000
 
@@ -106,15 +111,65 @@ def test_analyze_recovers_a_known_echo_path_and_canceller():
     assert e.value.exit_code == 1
 
 
-def test_combine_config_maps_each_node_to_its_own_channel():
-    text = combine_config(
-        "cap", [CaptureChannel("spk", monitor_of_sink=True), CaptureChannel("mic")]
-    )
-    assert "combine.mode = source" in text and 'node.name = "cap"' in text
-    assert "audio.position = [ FL FR ]" in text
-    assert 'node.name = "spk" } ]' in text and "stream.capture.sink = true" in text
-    assert text.count("stream.capture.sink") == 1
+def test_capture_sink_props_make_one_private_multichannel_sink():
+    text = capture_sink_props("cap", 3, 48000)
+    assert text.startswith("{ ") and text.endswith(" }")
+    assert "factory.name = support.null-audio-sink" in text and 'node.name = "cap"' in text
+    assert "media.class = Audio/Sink" in text and "audio.position = [ FL FR FC ]" in text
+    assert "audio.channels = 3" in text and "priority.driver = 1" in text
+    assert "session.suspend-timeout-seconds = 0" in text
     assert pulse_channel_map(3) == "front-left,front-right,front-center"
+    with pytest.raises(ValueError):
+        capture_sink_props("cap", 0, 48000)
+
+
+def _node(oid, name):
+    return {"id": oid, "type": "PipeWire:Interface:Node", "info": {"props": {"node.name": name}}}
+
+
+def _port(oid, node, direction, index, channel, monitor=None, dsp="32 bit float mono audio"):
+    props = {"node.id": node, "port.id": index, "audio.channel": channel, "format.dsp": dsp}
+    if monitor is not None:
+        props["port.monitor"] = monitor
+    info = {"direction": "input" if direction == "in" else "output", "props": props}
+    if direction:
+        props["port.direction"] = direction
+    return {"id": oid, "type": "PipeWire:Interface:Port", "info": info}
+
+
+def test_link_plan_links_the_first_channel_of_each_node_into_its_own_input():
+    objects = [
+        _node(1, "cap"),
+        _port(10, 1, "in", 0, "FL"),
+        _port(11, 1, "in", 1, "FR"),
+        _port(12, 1, "in", 2, "FC"),
+        _port(13, 1, "out", 0, "FL", True),
+        # a stereo speaker: inputs, then its monitors (FR listed first, FL is taken)
+        _node(2, "spk"),
+        _port(20, 2, "in", 0, "FL"),
+        _port(23, 2, "out", 1, "FR", True),
+        _port(22, 2, "out", 0, "FL", True),
+        # a stereo mic whose ports predate the pw-dump fields (strings, no direction prop)
+        _node(3, "mic"),
+        _port(31, 3, "", "1", "FR"),
+        _port(30, 3, "", "0", "FL"),
+        _port(39, 3, "out", 2, "", dsp="8 bit raw midi"),
+        # a virtual source: its capture ports carry port.monitor too
+        _node(4, "ec"),
+        _port(40, 4, "out", 0, "MONO", "true"),
+    ]
+    channels = [
+        CaptureChannel("spk", monitor_of_sink=True),
+        CaptureChannel("mic"),
+        CaptureChannel("ec"),
+    ]
+    assert link_plan(objects, "cap", channels) == [(22, 10), (30, 11), (40, 12)]
+    with pytest.raises(UserError, match="no PipeWire node named nope"):
+        link_plan(objects, "cap", [CaptureChannel("nope")])
+    with pytest.raises(UserError, match="mic has no monitor port"):
+        link_plan(objects, "cap", [CaptureChannel("mic", monitor_of_sink=True)])
+    with pytest.raises(UserError, match="no FC input"):
+        link_plan(objects[:3] + objects[5:], "cap", channels)
 
 
 def test_cli_defaults_mirror_the_command_module():
