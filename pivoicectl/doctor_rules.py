@@ -51,6 +51,8 @@ class Facts:
     user: str = ""
     api_key_present: bool = False
     restart_command: str = "systemctl --user restart pipewire pipewire-pulse wireplumber"
+    last_measure: dict | None = None
+    """The last `pivoicectl measure` result (paths.last_measure_file), if any."""
 
     @property
     def pulse_ok(self) -> bool:
@@ -89,6 +91,45 @@ def _default_check(
         FAIL,
         f"default {kind} is {current}: {_BYPASS[kind]}",
         f"pactl set-default-{kind} {want}   (or: pivoicectl doctor --fix)",
+    )
+
+
+GUARD_OFF_MIN_ERLE_DB = 25.0
+"""From `measure`'s default verdict: above it the residual echo sits under the VAD floor."""
+GUARD_VAD_GATE_MIN_ERLE_DB = 10.0
+"""Below it the mic path is close to raw: only a plain gate keeps the assistant quiet."""
+
+
+def _echo_guard_check(m: dict | None) -> Check:
+    t = "Echo guard for `run`, from the last measurement"
+    if not m:
+        return Check("echo-guard", t, SKIP, "no measurement yet: run `pivoicectl measure`")
+    erle = float(m.get("erle_db", 0.0))
+    when = m.get("time", "?")
+    out = (m.get("nodes") or {}).get("output", "?")
+    if out != SOURCE_NAME:
+        return Check(
+            "echo-guard",
+            t,
+            WARN,
+            f"measured on {out}, not {SOURCE_NAME} ({when}): no echo canceller in the path",
+            "pivoicectl setup; pivoicectl measure. Meanwhile: pivoicectl run --echo-guard gate",
+        )
+    if erle >= GUARD_OFF_MIN_ERLE_DB:
+        return Check(
+            "echo-guard",
+            t,
+            PASS,
+            f"ERLE {erle:.1f} dB on {when}: full duplex, no guard needed (--echo-guard off)",
+        )
+    mode = "vad-gate" if erle >= GUARD_VAD_GATE_MIN_ERLE_DB else "gate"
+    return Check(
+        "echo-guard",
+        t,
+        WARN,
+        f"ERLE only {erle:.1f} dB on {when} (ERL {m.get('erl_db', '?')} dB): the assistant's "
+        "own voice may interrupt it",
+        f"pivoicectl run --echo-guard {mode}   (and move the mic away from the speaker)",
     )
 
 
@@ -318,6 +359,9 @@ def evaluate(f: Facts) -> list[Check]:
                 f"sudo loginctl enable-linger {f.user}",
             )
         )
+
+    # --- echo-guard: which `run --echo-guard` mode the measured cancellation calls for
+    add(_echo_guard_check(f.last_measure))
 
     # --- api-key (never show any part of it)
     t = "OpenAI API key"

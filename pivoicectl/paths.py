@@ -47,6 +47,11 @@ def setup_undo_file() -> Path:
     return pivoicectl_state_dir() / "setup-undo.json"
 
 
+def last_measure_file() -> Path:
+    """The last `measure` result, which doctor (echo guard advice) and run read back."""
+    return pivoicectl_state_dir() / "last-measure.json"
+
+
 def backup_dir() -> Path:
     return pivoicectl_state_dir() / "backups"
 

@@ -81,6 +81,16 @@ def _api_key_present() -> bool:
     return bool(str(data.get("api_key", "")).strip())
 
 
+def _last_measure() -> dict | None:
+    import json
+
+    try:
+        data = json.loads(paths.last_measure_file().read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def gather() -> Facts:
     sock = paths.pipewire_socket()
     f = Facts(
@@ -91,6 +101,7 @@ def gather() -> Facts:
         persisted=wireplumber_state.persisted_defaults(),
         api_key_present=_api_key_present(),
         restart_command=restart.plan().command,
+        last_measure=_last_measure(),
     )
     try:
         f.config_text = paths.echo_cancel_conf().read_text()

@@ -457,7 +457,22 @@ def measure(opts: MeasureOptions, progress: bool = True) -> MeasureResult:
     if opts.plot is not None:
         _plot(rec, RATE, opts.plot, result)
         result.plot = str(opts.plot)
+    _remember(result)
     return result
+
+
+def _remember(result: MeasureResult) -> None:
+    """Keep the last result for `doctor` (echo guard advice); losing it loses nothing."""
+    import contextlib
+    import json
+    import time
+
+    from pivoicectl import fileops, paths, render
+
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **render.to_jsonable(result)}
+    # a read-only state dir must not fail the measurement
+    with contextlib.suppress(OSError):
+        fileops.atomic_write(paths.last_measure_file(), json.dumps(record, indent=2).encode())
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:

@@ -32,3 +32,7 @@ def test_measure_matches_the_room_and_rejects_bad_input(room, tmp_path):
     assert r["verdict"] == "pass" and r["ok"] is True
     assert r["nodes"]["mic"] == "sim_mic" and r["nodes"]["output"] == "source_ec"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+    # doctor reads the result back for its echo-guard advice
+    doctor = json.loads(run_cli("doctor", "--json", env=room.env).stdout)
+    guard = next(c for c in doctor["checks"] if c["id"] == "echo-guard")
+    assert guard["status"] == "pass" and f"{r['erle_db']:.1f} dB" in guard["detail"]

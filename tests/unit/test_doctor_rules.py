@@ -45,6 +45,7 @@ def test_healthy_stack_passes_everything_it_can():
         "default-persisted": "pass",
         "portaudio-pulse": "pass",
         "headless-linger": "skip",
+        "echo-guard": "skip",
         "api-key": "pass",
     }
 
@@ -129,3 +130,18 @@ def test_portaudio_without_pulse_device_fails():
     r = by_id(healthy(portaudio_names=["hw:0,0", "sysdefault"]))
     assert r["portaudio-pulse"][0] == "fail"
     assert "libasound2-plugins" in r["portaudio-pulse"][2]
+
+
+def test_echo_guard_advice_follows_the_last_measurement():
+    def guard(m):
+        return by_id(healthy(last_measure=m))["echo-guard"]
+
+    assert guard(None)[0] == "skip"
+    good = {"erle_db": 42.0, "erl_db": 12.0, "time": "t", "nodes": {"output": "source_ec"}}
+    assert guard(good)[0] == "pass"
+    weak = {**good, "erle_db": 18.0}
+    assert guard(weak)[0] == "warn" and "--echo-guard vad-gate" in guard(weak)[2]
+    bad = {**good, "erle_db": 4.0}
+    assert "--echo-guard gate" in guard(bad)[2]
+    raw = {**good, "nodes": {"output": "sim_mic"}}
+    assert guard(raw)[0] == "warn" and "pivoicectl setup" in guard(raw)[2]
