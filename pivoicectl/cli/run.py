@@ -18,21 +18,21 @@ def register(app: typer.Typer) -> None:
     def run_cmd(
         url: Annotated[
             str | None,
-            typer.Option(help="Realtime WebSocket endpoint [default: OpenAI's]."),
+            typer.Option(help="Realtime WebSocket endpoint \\[default: OpenAI's]."),
         ] = None,
-        model: Annotated[str | None, typer.Option(help="Model [default: gpt-realtime].")] = None,
-        voice: Annotated[str | None, typer.Option(help="Voice [default: marin].")] = None,
+        model: Annotated[str | None, typer.Option(help="Model \\[default: gpt-realtime].")] = None,
+        voice: Annotated[str | None, typer.Option(help="Voice \\[default: marin].")] = None,
         instructions: Annotated[
             str | None, typer.Option(help="System instructions for the assistant.")
         ] = None,
         vad: Annotated[str | None, typer.Option(help=_VAD_HELP)] = None,
         input_device: Annotated[
             str | None,
-            typer.Option(help="Microphone: PortAudio name or index [default: pulse]."),
+            typer.Option(help="Microphone: PortAudio name or index \\[default: pulse]."),
         ] = None,
         output_device: Annotated[
             str | None,
-            typer.Option(help="Speaker: PortAudio name or index [default: pulse]."),
+            typer.Option(help="Speaker: PortAudio name or index \\[default: pulse]."),
         ] = None,
         transcribe: Annotated[
             bool | None,
@@ -57,6 +57,74 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[
             bool, typer.Option("--json", help="Print the summary as one JSON object.")
         ] = False,
+        barge_in: Annotated[
+            str | None,
+            typer.Option(
+                help="Who decides you interrupt: server (its VAD), local (a VAD on this "
+                "device, faster) or off \\[default: server]."
+            ),
+        ] = None,
+        barge_in_frame_ms: Annotated[
+            int | None, typer.Option(help="Local barge-in: VAD frame length \\[default: 30].")
+        ] = None,
+        barge_in_threshold: Annotated[
+            int | None,
+            typer.Option(
+                help="Local barge-in: speech frames in the window to trigger \\[default: 2]."
+            ),
+        ] = None,
+        barge_in_window_size: Annotated[
+            int | None,
+            typer.Option(help="Local barge-in: sliding window in frames \\[default: 5]."),
+        ] = None,
+        barge_in_lockout_seconds: Annotated[
+            float | None,
+            typer.Option(help="Local barge-in: no interrupt this long after an answer starts."),
+        ] = None,
+        barge_in_grace_period_seconds: Annotated[
+            float | None,
+            typer.Option(help="Local barge-in: keep listening this long after the audio ends."),
+        ] = None,
+        echo_guard: Annotated[
+            str | None,
+            typer.Option(
+                help="Without a working echo canceller: off, gate (mute the mic while the "
+                "assistant speaks) or vad-gate (mute, but let you interrupt) \\[default: off]."
+            ),
+        ] = None,
+        echo_tail_ms: Annotated[
+            int | None, typer.Option(help="Echo guard: keep the gate shut this long after.")
+        ] = None,
+        echo_erl_db: Annotated[
+            float | None,
+            typer.Option(
+                help="Echo guard: echo return loss from `measure` \\[default: estimated]."
+            ),
+        ] = None,
+        ptt: Annotated[
+            str | None,
+            typer.Option(
+                help="Push-to-talk instead of turn detection: gpio (a button, "
+                "RPi.GPIO) or key (space bar: tap to talk, tap to send)."
+            ),
+        ] = None,
+        gpio_pin: Annotated[
+            int | None, typer.Option(help="--ptt gpio: BCM pin of the button \\[default: 18].")
+        ] = None,
+        token_url: Annotated[
+            str | None,
+            typer.Option(
+                help="Fetch a short-lived client secret from this backend URL before each "
+                'connection (POST; JSON {"value": ...}) instead of holding the API key.'
+            ),
+        ] = None,
+        trace_url: Annotated[
+            str | None,
+            typer.Option(
+                help="Also send the trace to this HTTP collector (POST URL/start, "
+                "/event, /end) in the background; it never holds up the audio."
+            ),
+        ] = None,
     ) -> None:
         """Talk with the assistant: full duplex, interrupt it any time.
 
@@ -71,6 +139,8 @@ def register(app: typer.Typer) -> None:
           pivoicectl run --local                     # the parrot, no key, no network
           pivoicectl run --vad semantic --trace session.jsonl
           pivoicectl run --local --max-turns 2 --json
+          pivoicectl run --barge-in local            # stop talking at once when you speak
+          pivoicectl run --echo-guard vad-gate       # no echo canceller on this path
         """
         from pivoicectl import paths
         from pivoicectl.commands import run as cmd
@@ -90,6 +160,19 @@ def register(app: typer.Typer) -> None:
             "duration_s": duration,
             "local": local or None,
             "chime": chime,
+            "barge_in": barge_in,
+            "barge_in_frame_ms": barge_in_frame_ms,
+            "barge_in_threshold": barge_in_threshold,
+            "barge_in_window_size": barge_in_window_size,
+            "barge_in_lockout_seconds": barge_in_lockout_seconds,
+            "barge_in_grace_period_seconds": barge_in_grace_period_seconds,
+            "echo_guard": echo_guard,
+            "echo_tail_ms": echo_tail_ms,
+            "echo_erl_db": echo_erl_db,
+            "ptt": ptt,
+            "gpio_pin": gpio_pin,
+            "token_url": token_url,
+            "trace_url": trace_url,
         }
         settings = load_run_settings(flags, paths.user_config_file())
         cmd.render_summary(cmd.run(settings, json_out=json_out), json_out)

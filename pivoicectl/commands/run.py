@@ -75,9 +75,15 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
     from pivoicectl.realtime.audio_io import SoundDeviceAudio
     from pivoicectl.realtime.client import ClientOptions, RealtimeClient
     from pivoicectl.realtime.conversation import Conversation, summarize
+    from pivoicectl.realtime.mic_path import MicPath
     from pivoicectl.realtime.playback import PlaybackQueue, TruncationMargins
+    from pivoicectl.realtime.ptt_input import make_button
     from pivoicectl.realtime.trace import TraceWriter
 
+    if settings.ptt == "gpio":
+        from pivoicectl.realtime.ptt_input import load_gpio
+
+        load_gpio()  # a missing library is reported before anything starts
     server = None
     if settings.local:
         from pivoicectl.realtime.local_server import LocalServerThread
@@ -87,21 +93,33 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         base_url, api_key = server.base_url, LOCAL_API_KEY
     else:
         base_url, api_key = settings.url, (settings.api_key or "").strip()
-        if not api_key:
+        if not api_key and not settings.token_url:
             raise UserError(
                 "no OpenAI API key",
                 hint="set OPENAI_API_KEY or api_key in [run] of "
-                "$XDG_CONFIG_HOME/pivoicectl/config.toml; or try --local",
+                "$XDG_CONFIG_HOME/pivoicectl/config.toml; or --token-url; or try --local",
             )
     url = ev.realtime_url(settings.model, base_url)
     config = settings.session_config()
     ui = ConsoleUi(to_stderr=json_out)
-    trace = TraceWriter(Path(settings.trace) if settings.trace else None, secrets=(api_key,))
+    sink = None
+    if settings.trace_url:
+        from pivoicectl.realtime.trace_sink import HttpTraceSink
+
+        sink = HttpTraceSink(settings.trace_url)
+    trace = TraceWriter(
+        Path(settings.trace) if settings.trace else None, secrets=(api_key,), sink=sink
+    )
     # The local server checks truncations exactly against the samples it sent; the
     # hosted service has been seen to reject points within tens of ms of the end.
     margin_ms = 0 if settings.local else TruncationMargins().received_margin_ms
     playback = PlaybackQueue(TruncationMargins(received_margin_ms=margin_ms))
-    conversation = Conversation(config, playback, max_turns=settings.max_turns)
+    conversation = Conversation(
+        config, playback, max_turns=settings.max_turns, barge_in=settings.barge_in
+    )
+    mic_path = MicPath(
+        settings.barge_in, settings.barge_in_settings(), settings.echo_guard_settings()
+    )
     audio = SoundDeviceAudio(
         playback,
         settings.input_device,
@@ -110,7 +128,12 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         output_block_ms=settings.output_block_ms,
     )
     options = ClientOptions(
-        url=url, api_key=api_key, duration_s=settings.duration_s, chime=settings.chime
+        url=url,
+        api_key=api_key,
+        duration_s=settings.duration_s,
+        chime=settings.chime,
+        token_url=None if settings.local else settings.token_url,
+        token_body={"model": settings.model, "voice": settings.voice},
     )
     trace.write(
         {
@@ -121,9 +144,16 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         }
     )
     ui.show("status", f"connecting to {url} … (Ctrl+C ends)")
+    if settings.ptt == "key":
+        ui.show("status", "push-to-talk: tap space to talk, tap again to send")
+    elif settings.ptt == "gpio":
+        ui.show("status", f"push-to-talk: hold the button on GPIO {settings.gpio_pin} to talk")
 
     async def main() -> Any:
-        client = RealtimeClient(options, conversation, audio, ui, trace)
+        button = make_button(settings.ptt, settings.gpio_pin) if settings.ptt else None
+        client = RealtimeClient(
+            options, conversation, audio, ui, trace, mic_path=mic_path, button=button
+        )
         loop = asyncio.get_running_loop()
         for sig, name in ((signal.SIGINT, "Ctrl+C"), (signal.SIGTERM, "SIGTERM")):
             loop.add_signal_handler(sig, client.stop, name)

@@ -22,8 +22,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pivoicectl.dsp.levels import FLOOR_DBFS
 from pivoicectl.errors import UserError
 from pivoicectl.realtime.conversation import PlayReport
+from pivoicectl.realtime.echo_guard import pcm_level_dbfs
 from pivoicectl.realtime.events import SAMPLE_RATE_HZ, ms_to_samples
 from pivoicectl.realtime.playback import PlaybackQueue
 
@@ -127,6 +129,7 @@ class SoundDeviceAudio:
             self.underflows += 1
         pcm, accounting = self.playback.pull(frames)
         outdata[:] = pcm
+        level = pcm_level_dbfs(pcm) if accounting.spans else FLOOR_DBFS
         delay = time_info.outputBufferDacTime - time_info.currentTime
         if not 0.0 <= delay < 2.0:  # some backends report 0 or garbage
             delay = self.output_latency_s
@@ -138,6 +141,7 @@ class SoundDeviceAudio:
                 silence_samples=accounting.silence_samples,
                 underflows=self.underflows,
                 overflows=self.overflows,
+                level_dbfs=level,
             )
         )
 

@@ -30,6 +30,7 @@ from pivoicectl.realtime.conversation import (
     Send,
     Show,
 )
+from pivoicectl.realtime.mic_path import MicPath
 from pivoicectl.realtime.reconnect import (
     BackoffPolicy,
     Reconnector,
@@ -67,6 +68,15 @@ class AudioEdge(Protocol):
     def stop(self) -> None: ...
 
 
+class TalkButton(Protocol):
+    """A push-to-talk source (GPIO pin, space bar): calls `on_change(pressed)` on the
+    event loop whenever the debounced state changes."""
+
+    def start(self, loop: asyncio.AbstractEventLoop, on_change: Callable[[bool], None]) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class Ui(Protocol):
     def show(self, kind: str, text: str) -> None: ...
 
@@ -81,6 +91,13 @@ class ClientOptions:
     chime: bool = True
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     renewal: RenewalPolicy = field(default_factory=RenewalPolicy)
+    token_url: str | None = None
+    """Fetch a client secret here before each connection instead of using `api_key`."""
+    token_body: dict[str, Any] = field(default_factory=dict)
+    token_timeout_s: float = 5.0
+
+    def __repr__(self) -> str:
+        return f"ClientOptions(url={self.url!r}, token_url={self.token_url!r})"
 
 
 @dataclass(frozen=True)
@@ -105,6 +122,8 @@ class RealtimeClient:
         trace: TraceWriter,
         connector: Connector = connect_websocket,
         clock: Callable[[], float] = time.monotonic,
+        mic_path: MicPath | None = None,
+        button: TalkButton | None = None,
     ) -> None:
         self.options = options
         self.conversation = conversation
@@ -113,11 +132,16 @@ class RealtimeClient:
         self.trace = trace
         self.connector = connector
         self.clock = clock
+        self.mic_path = mic_path if mic_path is not None and mic_path.active else None
+        self.button = button
+        self._talk_held = False
+        self._talk_samples = 0
         self.stop_event = asyncio.Event()
         self.stop_reason = "stopped"
         self._renew = asyncio.Event()
         self._conn: Connection | None = None
-        self._mic: asyncio.Queue[bytes] = asyncio.Queue(MIC_QUEUE_BLOCKS)
+        # Mic blocks, and push-to-talk events that must follow the audio before them.
+        self._mic: asyncio.Queue[bytes | dict[str, Any]] = asyncio.Queue(MIC_QUEUE_BLOCKS)
         self._reconnector = Reconnector(options.backoff)
         self._renewal = SessionRenewal(options.renewal, clock)
         self._secrets = (options.api_key,)
@@ -140,6 +164,8 @@ class RealtimeClient:
         self.audio.start(loop, self._on_mic)
         ticker = asyncio.create_task(self._tick(start_s))
         try:
+            if self.button is not None:
+                self.button.start(loop, self.set_talk)
             if self.options.chime:
                 await self._chime()
             await self._supervise()
@@ -147,6 +173,8 @@ class RealtimeClient:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
+            if self.button is not None:
+                self.button.stop()
             self.audio.stop()
             for report in self.audio.drain_reports():
                 self._execute(self.conversation.played(report))
@@ -177,13 +205,55 @@ class RealtimeClient:
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.2)  # the tail in the device buffer and the echo path
 
+    async def _bearer(self, ever_connected: bool) -> str | None:
+        """The token for the next connection: the API key, or a fresh client secret from
+        --token-url. None when stopping. Raises TokenFailed (to retry) once connected
+        before; before the first connection any failure is a UserError."""
+        if not self.options.token_url:
+            return self.options.api_key
+        from pivoicectl.realtime.token_source import TokenFailed, fetch_client_secret
+
+        try:
+            secret = await self._until_stopped(
+                asyncio.to_thread(
+                    fetch_client_secret,
+                    self.options.token_url,
+                    self.options.token_body,
+                    self.options.token_timeout_s,
+                )
+            )
+        except TokenFailed as exc:
+            if not ever_connected:
+                raise UserError(
+                    f"--token-url: {exc}", hint="check the backend and --token-url"
+                ) from None
+            raise
+        if secret is None:
+            return None
+        self._secrets = (*self._secrets, secret.value)
+        self.trace.add_secret(secret.value)
+        self.trace.write({"type": "token", "expires_at": secret.expires_at})
+        return secret.value
+
     async def _supervise(self) -> None:
-        headers = {"Authorization": f"Bearer {self.options.api_key}"}
+        from pivoicectl.realtime.token_source import TokenFailed
+
         first = True
+        ever_connected = False
         while not self.stop_event.is_set():
             if not first:
                 self.reconnects += 1
             first = False
+            try:
+                bearer = await self._bearer(ever_connected)
+            except TokenFailed as exc:
+                self.trace.write({"type": "token_failed", "error": str(exc)})
+                if not await self._backoff(f"no client secret ({exc})"):
+                    return
+                continue
+            if bearer is None:
+                return
+            headers = {"Authorization": f"Bearer {bearer}"}
             try:
                 conn = await self._until_stopped(self.connector(self.options.url, headers))
             except ConnectRejected as exc:
@@ -198,6 +268,7 @@ class RealtimeClient:
                 continue
             if conn is None:
                 return
+            ever_connected = True
             self._conn = conn
             self._reconnector.connected()
             self._renewal.started()
@@ -283,9 +354,13 @@ class RealtimeClient:
 
     async def _send_mic(self, conn: Connection) -> None:
         while True:
-            pcm = await self._mic.get()
-            if self.conversation.ready:
-                await conn.send(ev.dumps(ev.input_audio_append(pcm)))
+            item = await self._mic.get()
+            if not self.conversation.ready:
+                continue
+            if isinstance(item, dict):
+                await self._send(conn, item)
+            else:
+                await conn.send(ev.dumps(ev.input_audio_append(item)))
                 self.mic_blocks_sent += 1
 
     async def _send(self, conn: Connection, event: dict[str, Any]) -> None:
@@ -295,20 +370,63 @@ class RealtimeClient:
 
     # --- loop-side callbacks ----------------------------------------------------------------
 
+    def set_talk(self, pressed: bool) -> None:
+        """Push-to-talk: the button went down (stop the assistant, clear the input) or up
+        (commit, ask for the answer). Runs on the loop."""
+        if pressed == self._talk_held:
+            return
+        self._talk_held = pressed
+        now = self.clock()
+        if pressed:
+            self._talk_samples = 0
+            actions = self.conversation.ptt_pressed(now)
+        else:
+            held_ms = ev.samples_to_ms(self._talk_samples)
+            actions = self.conversation.ptt_released(now, held_ms)
+        for action in actions:
+            if isinstance(action, Send):
+                self._enqueue(action.event)  # in order with the audio around it
+            else:
+                self._execute([action])
+
+    def _enqueue(self, item: bytes | dict[str, Any]) -> None:
+        if self._mic.full():
+            self._mic.get_nowait()
+            self.mic_blocks_dropped += 1
+        self._mic.put_nowait(item)
+
     def _on_mic(self, pcm: bytes) -> None:
         """A mic block from the audio thread (already on the loop)."""
         if self._conn is None:
             return
-        if self._mic.full():
-            self._mic.get_nowait()
-            self.mic_blocks_dropped += 1
-        self._mic.put_nowait(pcm)
+        if self.button is not None:
+            if self._talk_held:  # push-to-talk: only what is said while held
+                self._talk_samples += ev.bytes_to_samples(len(pcm))
+                self._enqueue(pcm)
+            return
+        blocks: tuple[bytes, ...] = (pcm,)
+        if self.mic_path is not None:
+            self._pump_reports()  # the guard's reference must be current
+            now = self.clock()
+            playing = self.conversation.playback.queued_samples > 0
+            decision = self.mic_path.feed(pcm, now, playing)
+            if decision.interrupt_source is not None and self.conversation.ready:
+                self._execute(self.conversation.local_interrupt(now, decision.interrupt_source))
+            blocks = decision.send
+        for block in blocks:
+            self._enqueue(block)
+
+    def _pump_reports(self) -> None:
+        """Hand the playback reports so far to the conversation (and the mic path)."""
+        for report in self.audio.drain_reports():
+            if self.mic_path is not None:
+                self.mic_path.played(report)
+            self._execute(self.conversation.played(report))
 
     async def _tick(self, start_s: float) -> None:
         duration = self.options.duration_s
         while True:
-            for report in self.audio.drain_reports():
-                self._execute(self.conversation.played(report))
+            self._pump_reports()
             now = self.clock()
             if duration is not None and now - start_s >= duration:
                 self.stop(f"{duration:g} s elapsed")

@@ -77,6 +77,8 @@ class PlayReport:
     silence_samples: int
     underflows: int = 0
     overflows: int = 0
+    level_dbfs: float = -120.0
+    """RMS level of the block handed to the device (the echo guard's reference)."""
 
     @property
     def audio_samples(self) -> int:
@@ -187,8 +189,12 @@ class Conversation:
         playback: PlaybackQueue,
         max_turns: int | None = None,
         ids: ev.EventIds | None = None,
+        barge_in: str = "server",
     ) -> None:
         self.config = config
+        self.barge_in = barge_in
+        """server: the service's speech_started interrupts; local: the device's VAD does
+        (`local_interrupt`), speech_started only as a fallback; off: nothing does."""
         self.playback = playback
         self.max_turns = max_turns
         self.ids = ids or ev.EventIds()
@@ -273,6 +279,65 @@ class Conversation:
         actions: list[Action] = [
             Record({"type": "speech_started", "item_id": event.item_id, "at_s": now_s})
         ]
+        if self.barge_in == "off":
+            return actions
+        return actions + self._interrupt(now_s, cancel=not self.server_cancels_on_speech)
+
+    def local_interrupt(self, now_s: float, source: str = "local_vad") -> list[Action]:
+        """The device decided the person talks over the assistant (local barge-in,
+        echo guard, push-to-talk): stop playback, truncate and cancel ourselves, since
+        the service has not (yet) seen the speech."""
+        if not self.ready:
+            return []
+        actions = self._interrupt(now_s, cancel=True, source=source)
+        if actions:
+            actions.insert(0, Record({"type": "local_barge_in", "source": source, "at_s": now_s}))
+        return actions
+
+    # --- push-to-talk -------------------------------------------------------------------
+
+    PTT_MIN_AUDIO_MS = 100
+    """The service rejects a commit of less audio (input_audio_buffer_commit_empty)."""
+
+    def ptt_pressed(self, now_s: float) -> list[Action]:
+        """The talk button went down: silence the assistant, start a fresh input buffer."""
+        if not self.ready:
+            return []
+        actions = self.local_interrupt(now_s, source="ptt")
+        self.user_speaking = True
+        return [
+            *actions,
+            Record({"type": "ptt", "state": "pressed", "at_s": now_s}),
+            Send(ev.input_audio_clear(self.ids.next())),
+        ]
+
+    def ptt_released(self, now_s: float, held_audio_ms: int) -> list[Action]:
+        """The talk button went up: commit what was said and ask for the answer.
+
+        A tap shorter than the service's minimum is dropped (cleared) instead of
+        producing an error and an answer to nothing.
+        """
+        if not self.ready:
+            return []
+        self.user_speaking = False
+        record = Record(
+            {"type": "ptt", "state": "released", "at_s": now_s, "audio_ms": held_audio_ms}
+        )
+        if held_audio_ms < self.PTT_MIN_AUDIO_MS:
+            return [
+                record,
+                Send(ev.input_audio_clear(self.ids.next())),
+                Show("status", "(too short: hold the button while you talk)"),
+            ]
+        self._speech_stopped_s = now_s
+        return [
+            record,
+            Send(ev.input_audio_commit(self.ids.next())),
+            Send(ev.response_create(self.ids.next())),
+        ]
+
+    def _interrupt(self, now_s: float, cancel: bool, source: str = "server_vad") -> list[Action]:
+        actions: list[Action] = []
         was_playing = self.playback.queued_samples > 0
         plan = self.playback.interrupt(active_response_ids=tuple(self._active))
         running = list(self._active.values())
@@ -283,6 +348,8 @@ class Conversation:
             target = running[-1]
         if target is None or (plan is None and not was_playing and not running):
             return actions  # an ordinary turn start: nothing was playing or coming
+        if target.interrupted_s is not None and plan is None and not was_playing:
+            return actions  # already interrupted (locally): the service only caught up
         target.interrupted_s = now_s
         self._pending_silence.append(target)
         if plan is not None:
@@ -290,11 +357,11 @@ class Conversation:
             target.played_ms_at_interrupt = ev.samples_to_ms(plan.played_samples)
             target.received_ms_at_interrupt = ev.samples_to_ms(plan.received_samples)
             actions.append(Send(plan.event(self.ids.next())))
-        if running and not self.server_cancels_on_speech:
+        if running and cancel:
             actions.append(Send(ev.response_cancel(self.ids.next())))
             for turn in running:
                 turn.cancel_sent = True
-        actions.append(Record(_interruption_record(target, plan, now_s)))
+        actions.append(Record({**_interruption_record(target, plan, now_s), "source": source}))
         heard = "" if plan is None else f" after {plan.audio_end_ms / 1000:.1f} s"
         actions.append(Show("status", f"(interrupted{heard})"))
         return actions

@@ -13,6 +13,18 @@ Example config file:
     vad = "semantic"
     transcribe = true
     api_key = "sk-..."          # or OPENAI_API_KEY
+    barge_in = "local"          # server | local | off
+    barge_in_threshold = 2      # speech frames (of barge_in_frame_ms) in the window
+    barge_in_window_size = 5
+    barge_in_lockout_seconds = 0.5
+    barge_in_grace_period_seconds = 1.0
+    echo_guard = "vad-gate"     # off | gate | vad-gate (no working echo canceller)
+    echo_tail_ms = 300
+    echo_erl_db = 12.0          # echo return loss from `pivoicectl measure` (optional)
+    ptt = "gpio"                # push-to-talk: gpio | key (turn detection off)
+    gpio_pin = 18               # BCM number of the button (to ground; pull-up inside)
+    token_url = "https://backend.example/v1/realtime/session"  # no api_key on the device
+    trace_url = "https://backend.example/v1/voice/trace"      # POST /start, /event, /end
 """
 
 from __future__ import annotations
@@ -27,6 +39,9 @@ from typing import Any
 
 from pivoicectl.errors import UserError
 from pivoicectl.realtime import events as ev
+from pivoicectl.realtime.barge_in import BARGE_IN_CHOICES, BargeInSettings
+from pivoicectl.realtime.echo_guard import EchoGuardSettings
+from pivoicectl.realtime.ptt_input import PTT_CHOICES, GpioSettings
 
 VAD_CHOICES = {"server": "server_vad", "semantic": "semantic_vad", "none": "none"}
 """`--vad` values and the turn detection they select."""
@@ -47,6 +62,19 @@ _FIELDS: dict[str, tuple[str, type]] = {
     "max_turns": ("PIVOICECTL_MAX_TURNS", int),
     "duration_s": ("PIVOICECTL_DURATION", float),
     "chime": ("PIVOICECTL_CHIME", bool),
+    "barge_in": ("PIVOICECTL_BARGE_IN", str),
+    "barge_in_frame_ms": ("PIVOICECTL_BARGE_IN_FRAME_MS", int),
+    "barge_in_threshold": ("PIVOICECTL_BARGE_IN_THRESHOLD", int),
+    "barge_in_window_size": ("PIVOICECTL_BARGE_IN_WINDOW_SIZE", int),
+    "barge_in_lockout_seconds": ("PIVOICECTL_BARGE_IN_LOCKOUT_SECONDS", float),
+    "barge_in_grace_period_seconds": ("PIVOICECTL_BARGE_IN_GRACE_PERIOD_SECONDS", float),
+    "echo_guard": ("PIVOICECTL_ECHO_GUARD", str),
+    "echo_tail_ms": ("PIVOICECTL_ECHO_TAIL_MS", int),
+    "echo_erl_db": ("PIVOICECTL_ECHO_ERL_DB", float),
+    "ptt": ("PIVOICECTL_PTT", str),
+    "gpio_pin": ("PIVOICECTL_GPIO_PIN", int),
+    "token_url": ("PIVOICECTL_TOKEN_URL", str),
+    "trace_url": ("PIVOICECTL_TRACE_URL", str),
     "api_key": ("OPENAI_API_KEY", str),
 }
 
@@ -71,8 +99,42 @@ class RunSettings:
     chime: bool = True
     output_block_ms: int = 10
     input_block_ms: int = 20
+    barge_in: str = "server"
+    barge_in_frame_ms: int = BargeInSettings.frame_ms
+    barge_in_threshold: int = BargeInSettings.threshold
+    barge_in_window_size: int = BargeInSettings.window_size
+    barge_in_lockout_seconds: float = BargeInSettings.lockout_seconds
+    barge_in_grace_period_seconds: float = BargeInSettings.grace_period_seconds
+    echo_guard: str = "off"
+    echo_tail_ms: int = EchoGuardSettings.tail_ms
+    echo_erl_db: float | None = None
+    ptt: str | None = None
+    gpio_pin: int = 18
+    token_url: str | None = None
+    trace_url: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("token_url", "trace_url"):
+            value = getattr(self, name)
+            if value is not None and not value.startswith(("http://", "https://")):
+                flag = "--" + name.replace("_", "-")
+                raise UserError(
+                    f"{flag} {value!r} is not an HTTP URL",
+                    hint=f"e.g. {flag} https://backend.example/v1/realtime/session",
+                )
+        if self.ptt is not None and self.ptt not in PTT_CHOICES:
+            raise UserError(
+                f"unknown --ptt {self.ptt!r}", hint="use one of: " + ", ".join(PTT_CHOICES)
+            )
+        if self.ptt == "gpio":
+            GpioSettings(pin_bcm=self.gpio_pin)  # validates the pin
+        if self.barge_in not in BARGE_IN_CHOICES:
+            raise UserError(
+                f"unknown --barge-in {self.barge_in!r}",
+                hint="use one of: " + ", ".join(BARGE_IN_CHOICES),
+            )
+        self.barge_in_settings()  # validates the tuning
+        self.echo_guard_settings()
         if self.vad not in VAD_CHOICES:
             raise UserError(
                 f"unknown --vad {self.vad!r}", hint="use one of: " + ", ".join(VAD_CHOICES)
@@ -97,8 +159,26 @@ class RunSettings:
         return ev.SessionConfig(
             instructions=self.instructions,
             voice=self.voice,
-            turn_detection=VAD_CHOICES[self.vad],  # type: ignore[arg-type]
+            # Push-to-talk: the button ends the turn, not the service's VAD.
+            turn_detection="none" if self.ptt else VAD_CHOICES[self.vad],  # type: ignore[arg-type]
             transcription_model=DEFAULT_TRANSCRIPTION_MODEL if self.transcribe else None,
+            interrupt_response=self.barge_in != "off",
+        )
+
+    def barge_in_settings(self) -> BargeInSettings:
+        """The local barge-in detector's tuning."""
+        return BargeInSettings(
+            frame_ms=self.barge_in_frame_ms,
+            threshold=self.barge_in_threshold,
+            window_size=self.barge_in_window_size,
+            lockout_seconds=self.barge_in_lockout_seconds,
+            grace_period_seconds=self.barge_in_grace_period_seconds,
+        )
+
+    def echo_guard_settings(self) -> EchoGuardSettings:
+        """The echo guard's mode and tuning."""
+        return EchoGuardSettings(
+            mode=self.echo_guard, tail_ms=self.echo_tail_ms, erl_db=self.echo_erl_db
         )
 
     def public_view(self) -> dict[str, Any]:

@@ -23,8 +23,17 @@ class TraceWriter:
     `TraceWriter(None)` is a no-op writer, so callers need no `if trace:` branches.
     """
 
-    def __init__(self, path: Path | None, secrets: tuple[str, ...] = (), t0_s: float | None = None):
+    def __init__(
+        self,
+        path: Path | None,
+        secrets: tuple[str, ...] = (),
+        t0_s: float | None = None,
+        sink: Any = None,
+    ):
+        """`sink`: anything with `post(record)` and `close()` (e.g. `HttpTraceSink` for
+        --trace-url) that gets every record too, after redaction."""
         self.path = path
+        self.sink = sink
         self._secrets = tuple(s for s in secrets if s)
         self._t0_s = time.monotonic() if t0_s is None else t0_s
         self._file: IO[str] | None = None
@@ -38,16 +47,27 @@ class TraceWriter:
                     hint="pick a writable --trace path",
                 ) from exc
 
+    def add_secret(self, secret: str) -> None:
+        """Redact `secret` too from now on (a client secret fetched mid-run)."""
+        if secret and secret not in self._secrets:
+            self._secrets = (*self._secrets, secret)
+
     def write(self, record: dict[str, Any], now_s: float | None = None) -> None:
         """Write one record (redacted) and flush it."""
-        if self._file is None:
+        if self._file is None and self.sink is None:
             return
         now_s = time.monotonic() if now_s is None else now_s
         line = {"t_s": round(now_s - self._t0_s, 4), **redact(record, self._secrets)}
-        self._file.write(json.dumps(line, default=str) + "\n")
-        self._file.flush()
+        if self.sink is not None:
+            self.sink.post(line)
+        if self._file is not None:
+            self._file.write(json.dumps(line, default=str) + "\n")
+            self._file.flush()
 
     def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -1,0 +1,252 @@
+"""Push-to-talk end to end without a sound card: the real client loop, the parrot server
+over loopback, a fake mic, and the button as a fake RPi.GPIO module (injected at the
+import boundary) or the space bar through a real pseudo-terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import sys
+import threading
+import time
+import types
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pivoicectl.errors import UserError
+from pivoicectl.realtime import events as ev
+from pivoicectl.realtime.client import ClientOptions, RealtimeClient
+from pivoicectl.realtime.conversation import Conversation
+from pivoicectl.realtime.local_server import LocalServerThread
+from pivoicectl.realtime.playback import PlaybackQueue, TruncationMargins
+from pivoicectl.realtime.ptt_input import GpioButton, GpioSettings, KeyButton, load_gpio
+from pivoicectl.realtime.trace import TraceWriter
+
+pytestmark = pytest.mark.timeout(40)
+
+BLOCK_MS = 20
+
+
+class FakeMic:
+    """An AudioEdge whose mic says a vowel-like tone every 20 ms and whose speaker is mute."""
+
+    underflows = 0
+    overflows = 0
+
+    def __init__(self) -> None:
+        n = ev.ms_to_samples(BLOCK_MS)
+        t = np.arange(n) / ev.SAMPLE_RATE_HZ
+        self.block = (0.2 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2").tobytes()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop, mic) -> None:
+        async def feed() -> None:
+            while True:
+                mic(self.block)
+                await asyncio.sleep(BLOCK_MS / 1000)
+
+        self._task = loop.create_task(feed())
+
+    def drain_reports(self) -> list:
+        return []
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class QuietUi:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def show(self, kind: str, text: str) -> None:
+        self.lines.append((kind, text))
+
+
+class FakeGpio(types.ModuleType):
+    """The RPi.GPIO calls the button uses; `set_level` plays the pin with contact bounce."""
+
+    BCM, IN, PUD_UP, BOTH, LOW, HIGH = 11, 1, 22, 33, 0, 1
+
+    def __init__(self) -> None:
+        super().__init__("RPi.GPIO")
+        self.level = self.HIGH
+        self.callbacks: dict[int, Any] = {}
+        self.calls: list[tuple] = []
+
+    def setmode(self, mode: int) -> None:
+        self.calls.append(("setmode", mode))
+
+    def setup(self, pin: int, direction: int, pull_up_down: int) -> None:
+        self.calls.append(("setup", pin, direction, pull_up_down))
+
+    def add_event_detect(self, pin: int, edge: int, callback) -> None:
+        self.callbacks[pin] = callback
+
+    def remove_event_detect(self, pin: int) -> None:
+        self.callbacks.pop(pin, None)
+
+    def cleanup(self, pin: int | None = None) -> None:
+        self.calls.append(("cleanup", pin))
+
+    def input(self, pin: int) -> int:
+        return self.level
+
+    def set_level(self, pin: int, level: int, bounces: int = 3) -> None:
+        """Flip the contact a few times within 3 ms (GPIO's own thread), then settle."""
+
+        def bounce() -> None:
+            for i in range(bounces * 2 + 1):
+                self.level = level if i % 2 == 0 else 1 - level
+                self.callbacks[pin](pin)
+                time.sleep(0.0005)
+            self.level = level
+
+        t = threading.Thread(target=bounce)
+        t.start()
+        t.join()
+
+
+async def _until(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def _client(server: LocalServerThread, button) -> tuple[RealtimeClient, Conversation]:
+    config = ev.SessionConfig(turn_detection="none")
+    conversation = Conversation(config, PlaybackQueue(TruncationMargins(received_margin_ms=0)))
+    options = ClientOptions(url=ev.realtime_url(base_url=server.base_url), api_key="k", chime=False)
+    client = RealtimeClient(
+        options, conversation, FakeMic(), QuietUi(), TraceWriter(None), button=button
+    )
+    return client, conversation
+
+
+def _sequence(server: LocalServerThread) -> list[str]:
+    """What the server received, with runs of appends shown as one 'append'."""
+    out: list[str] = []
+    for t in server.server.log.types("in"):
+        name = "append" if t == "input_audio_buffer.append" else t
+        if not (name == "append" and out and out[-1] == "append"):
+            out.append(name)
+    return out
+
+
+def test_gpio_button_press_clears_release_commits_and_asks_and_press_stops_the_answer(
+    monkeypatch,
+):
+    fake = FakeGpio()
+    monkeypatch.setitem(sys.modules, "RPi", types.ModuleType("RPi"))
+    monkeypatch.setitem(sys.modules, "RPi.GPIO", fake)
+
+    async def scenario(server: LocalServerThread) -> Conversation:
+        button = GpioButton(GpioSettings(pin_bcm=18, debounce_ms=10))
+        client, conv = _client(server, button)
+        task = asyncio.create_task(client.run())
+        await _until(lambda: conv.ready, 10, "session")
+        await asyncio.sleep(0.2)  # mic blocks now: none may be sent (button up)
+        fake.set_level(18, fake.LOW)
+        await asyncio.sleep(0.6)
+        fake.set_level(18, fake.HIGH)
+        await _until(lambda: conv.playback.queued_samples > 0, 10, "the parrot's answer")
+        fake.set_level(18, fake.LOW)  # talk over the answer: it must stop
+        await asyncio.sleep(0.3)
+        fake.set_level(18, fake.HIGH)
+        await _until(lambda: len(conv.turns) >= 2, 10, "the second answer")
+        client.stop("test")
+        await asyncio.wait_for(task, 10)
+        return conv
+
+    with LocalServerThread() as server:
+        conv = asyncio.run(asyncio.wait_for(scenario(server), 30))
+        seq = _sequence(server)
+    assert ("setup", 18, fake.IN, fake.PUD_UP) in fake.calls
+    assert ("cleanup", 18) in fake.calls
+    # Nothing before the first press; then clear, audio, commit, response.create; the
+    # second press stops the running answer (truncate/cancel) before clearing.
+    assert seq[:5] == [
+        "session.update",
+        "input_audio_buffer.clear",
+        "append",
+        "input_audio_buffer.commit",
+        "response.create",
+    ], seq
+    second = seq[5:]
+    assert "response.cancel" in second
+    assert second.index("response.cancel") < second.index("input_audio_buffer.clear")
+    assert second[-3:] == ["append", "input_audio_buffer.commit", "response.create"], seq
+    assert conv.turns[0].interrupted
+    assert "input_audio_buffer.append" not in server.server.log.types("in")[:1]
+
+
+def test_key_button_through_a_pseudo_terminal():
+    master, slave = pty.openpty()
+
+    async def scenario(server: LocalServerThread) -> Conversation:
+        button = KeyButton(fd=slave, repeat_gap_s=0.2)
+        client, conv = _client(server, button)
+        task = asyncio.create_task(client.run())
+        await _until(lambda: conv.ready, 10, "session")
+        os.write(master, b" ")  # start talking
+        await asyncio.sleep(0.05)
+        os.write(master, b" ")  # auto-repeat: ignored
+        await asyncio.sleep(0.5)
+        os.write(master, b"x ")  # other keys ignored; this space sends
+        await _until(lambda: len(conv.turns) >= 1, 10, "the answer")
+        client.stop("test")
+        await asyncio.wait_for(task, 10)
+        return conv
+
+    try:
+        with LocalServerThread() as server:
+            asyncio.run(asyncio.wait_for(scenario(server), 30))
+            seq = _sequence(server)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert seq == [
+        "session.update",
+        "input_audio_buffer.clear",
+        "append",
+        "input_audio_buffer.commit",
+        "response.create",
+    ], seq
+
+
+def test_a_short_tap_sends_no_commit():
+    from pivoicectl.realtime.conversation import Send
+
+    conv = Conversation(ev.SessionConfig(turn_detection="none"), PlaybackQueue(TruncationMargins()))
+    conv.connected(0.0)
+    conv.handle(ev.parse_server_event({"type": "session.created", "session": {}}), 0.0)
+    sent = [
+        a.event["type"] for a in conv.ptt_released(1.0, held_audio_ms=40) if isinstance(a, Send)
+    ]
+    assert sent == ["input_audio_buffer.clear"]
+
+
+def test_missing_gpio_library_and_bad_pin_are_one_line_errors(monkeypatch):
+    monkeypatch.setitem(sys.modules, "RPi.GPIO", None)  # import fails like a missing package
+    with pytest.raises(UserError) as err:
+        load_gpio()
+    assert "pivoicectl[gpio]" in err.value.hint
+    with pytest.raises(UserError):
+        GpioSettings(pin_bcm=40)
+
+
+def test_key_mode_without_a_terminal_is_a_user_error():
+    r, w = os.pipe()
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(UserError):
+            KeyButton(fd=r).start(loop, lambda pressed: None)
+    finally:
+        loop.close()
+        os.close(r)
+        os.close(w)
