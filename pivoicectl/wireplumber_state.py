@@ -8,9 +8,8 @@ node of that name appears. Reading that file is how we prove a reboot keeps the 
 
 from __future__ import annotations
 
-import time
-
 from pivoicectl import paths
+from pivoicectl.polling import wait_until
 
 SOURCE_KEY = "default.configured.audio.source"
 SINK_KEY = "default.configured.audio.sink"
@@ -36,13 +35,7 @@ def persisted_defaults() -> dict[str, str]:
 
 def wait_persisted(key: str, value: str, timeout_s: float = 5.0) -> bool:
     """WirePlumber saves its state shortly after the change; poll for it."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if persisted_defaults().get(key) == value:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
+    return wait_until(lambda: persisted_defaults().get(key) == value, timeout_s, 0.1)
 
 
 def how_it_persists(wireplumber_version: str | None) -> str:

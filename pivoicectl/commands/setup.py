@@ -21,6 +21,7 @@ from pivoicectl import render as output
 from pivoicectl.audio_server import AudioServer, Node, ServerInfo
 from pivoicectl.echo_config import SINK_NAME, SOURCE_NAME, EchoConfig
 from pivoicectl.errors import UserError
+from pivoicectl.polling import wait_until
 
 
 @dataclass(frozen=True)
@@ -145,15 +146,13 @@ def _status(progress: bool, text: str) -> AbstractContextManager[Any]:
 
 
 def _wait_until(check: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def tolerant() -> bool:
         try:
-            if check():
-                return True
+            return check()
         except UserError:
-            pass  # the server is restarting
-        time.sleep(0.1)
-    return False
+            return False  # the server is restarting
+
+    return wait_until(tolerant, timeout_s, interval_s=0.1)
 
 
 def _node_exists(name: str, kind: str) -> bool:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pivoicectl.errors import UserError
+from pivoicectl.polling import wait_until
 from pivoicectl.sim import room as roomlib
 from pivoicectl.wavfile import write_wav
 
@@ -153,11 +154,8 @@ def running_daemons(paths: SimPaths) -> dict[str, bool]:
 
 
 def _wait(predicate: Callable[[], bool], timeout_s: float, what: str, paths: SimPaths) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
+    if wait_until(predicate, timeout_s):
+        return
     raise UserError(
         f"the simulated room did not come up: {what} after {timeout_s:.0f} s",
         f"see the logs in {paths.logs}",
