@@ -2,34 +2,55 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 
-def start_record(env: dict[str, str], device: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            "parec",
-            "-d",
-            device,
-            "--rate=48000",
-            "--channels=1",
-            "--format=float32le",
-            "--raw",
-            "--latency-msec=20",  # else data sits in a large buffer and is lost at exit
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+@dataclass
+class Recording:
+    proc: subprocess.Popen[bytes]
+    path: Path
 
 
-def stop_record(proc: subprocess.Popen[bytes]) -> np.ndarray:
-    proc.terminate()
-    data, _ = proc.communicate(timeout=10)
+def start_record(env: dict[str, str], device: str) -> Recording:
+    """parec into a file: a pipe nobody drains fills after 64 KiB (0.34 s of mono float)
+    and then parec stalls, which made recordings come back short and silent."""
+    fd, name = tempfile.mkstemp(prefix="pv-rec-", suffix=".raw")
+    with os.fdopen(fd, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                "parec",
+                "-d",
+                device,
+                "--rate=48000",
+                "--channels=1",
+                "--format=float32le",
+                "--raw",
+                "--latency-msec=20",  # else data sits in a large buffer and is lost at exit
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
+    return Recording(proc, Path(name))
+
+
+def stop_record(rec: Recording) -> np.ndarray:
+    rec.proc.send_signal(signal.SIGINT)
+    try:
+        rec.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        rec.proc.kill()
+        rec.proc.wait(timeout=10)
+    data = rec.path.read_bytes()
+    rec.path.unlink(missing_ok=True)
     return np.frombuffer(data[: len(data) // 4 * 4], dtype=np.float32)
 
 
