@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 
 from pivoicectl import paths
 from pivoicectl.errors import UserError
+from pivoicectl.polling import wait_until
 
 EC_GROUP_PREFIX = "echo-cancel"
 NOT_RUNNING_HINT = (
@@ -221,33 +221,27 @@ class AudioServer:
         )
 
     def _set_default(self, kind: str, name: str, timeout_s: float) -> None:
-        node = self.find(name, kind)
-        if node is None:
+        objs = self._pulse.source_list() if kind == "source" else self._pulse.sink_list()
+        obj = next((o for o in objs if o.name == name), None)
+        if obj is None:
             raise UserError(f"no {kind} named {name!r}", "list them with `pivoicectl devices`")
-        obj = next(
-            o
-            for o in (self._pulse.source_list() if kind == "source" else self._pulse.sink_list())
-            if o.name == name
-        )
         if kind == "source":
             self._pulse.source_default_set(obj)
         else:
             self._pulse.sink_default_set(obj)
-        # The change is asynchronous in PipeWire: read back until it shows.
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        def current() -> str:
             info = self.info()
-            current = info.default_source if kind == "source" else info.default_sink
-            if current == name:
-                return
-            if time.monotonic() > deadline:
-                raise UserError(
-                    f"the default {kind} is still {current!r} {timeout_s:.0f} s after "
-                    f"setting it to {name!r}",
-                    "is WirePlumber running? check with `pivoicectl doctor`",
-                    exit_code=1,
-                )
-            time.sleep(0.05)
+            return info.default_source if kind == "source" else info.default_sink
+
+        # The change is asynchronous in PipeWire: read back until it shows.
+        if not wait_until(lambda: current() == name, timeout_s):
+            raise UserError(
+                f"the default {kind} is still {current()!r} {timeout_s:.0f} s after "
+                f"setting it to {name!r}",
+                "is WirePlumber running? check with `pivoicectl doctor`",
+                exit_code=1,
+            )
 
     def set_default_source(self, name: str, timeout_s: float = 5.0) -> None:
         self._set_default("source", name, timeout_s)

@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,10 +264,7 @@ def _terminate(pid: int, name: str, timeout_s: float = 5.0) -> None:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _alive(pid, name):
-        time.sleep(0.02)
-    if _alive(pid, name):
+    if not wait_until(lambda: not _alive(pid, name), timeout_s, interval_s=0.02):
         os.kill(pid, signal.SIGKILL)
     # Reap our own children (the case inside one process, e.g. tests); ignore others.
     with contextlib.suppress(ChildProcessError):
