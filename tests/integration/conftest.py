@@ -27,9 +27,6 @@ class Room:
     paths: instance.SimPaths
     env: dict[str, str]
 
-    def server(self) -> AudioServer:
-        return AudioServer.connect(server=self.env["PULSE_SERVER"])  # type: ignore[return-value]
-
     def info(self):
         with AudioServer.connect(server=self.env["PULSE_SERVER"]) as s:
             return s.info()
