@@ -41,6 +41,8 @@ class RunSummary:
     underflows: int
     overflows: int
     output_latency_ms: float
+    unheard_at_abort_ms: int
+    """Subtracted from the audio handed to the device when truncating after a barge-in."""
     turns: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -126,6 +128,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         settings.output_device,
         input_block_ms=settings.input_block_ms,
         output_block_ms=settings.output_block_ms,
+        keep_output_open=settings.keep_output_open,
     )
     options = ClientOptions(
         url=url,
@@ -183,6 +186,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         underflows=audio.underflows,
         overflows=audio.overflows,
         output_latency_ms=round(audio.output_latency_s * 1000, 1),
+        unheard_at_abort_ms=audio.unheard_at_abort_ms,
         turns=summary_data.turns,
         usage=summary_data.usage,
         errors=summary_data.errors,

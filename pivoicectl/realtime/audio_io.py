@@ -9,8 +9,16 @@ never wait on the network or the event loop:
 * output: pulls exactly one block from the `PlaybackQueue` (one short lock) and appends
   a `PlayReport` to a deque that the loop drains on its own schedule.
 
-Small output blocks (10 ms) are what bound the barge-in latency: after a flush the
-speaker falls silent within one block plus the device's own buffer.
+The output stream runs only while there is something to play, and a flush (barge-in)
+aborts it, which drops what the device and the audio server still hold. Measured in
+the simulated room (PortAudio's ALSA `pulse` device): every callback costs about 90 us
+of CPU whatever it does, so an always-open 10 ms output stream alone used 0.8 % of a
+core; and with the stream kept open, the speaker could only fall silent after the
+device buffer (20 ms and more) had played out. Aborting takes under 1 ms; starting a
+stream takes 15-20 ms, which is what the first answer's audio waits for.
+
+Starting, stopping and aborting can block, so they run on one small control thread,
+never on the event loop or in a callback.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -96,21 +106,33 @@ class SoundDeviceAudio:
         input_device: str | None = None,
         output_device: str | None = None,
         input_block_ms: int = 20,
-        output_block_ms: int = 10,
+        output_block_ms: int = 20,
+        keep_output_open: bool = False,
+        idle_stop_s: float = 0.5,
     ) -> None:
         self.playback = playback
         self.input_device = input_device
         self.output_device = output_device
         self.input_block = ms_to_samples(input_block_ms)
         self.output_block = ms_to_samples(output_block_ms)
+        self.keep_output_open = keep_output_open
+        """Never stop the output stream when idle (for devices that click on start)."""
+        self.idle_stop_s = idle_stop_s
+        """Stop the output stream after this long without assistant audio."""
         self.reports: collections.deque[PlayReport] = collections.deque(maxlen=10_000)
         self.underflows = 0
         self.overflows = 0
         self.output_latency_s = 0.0
         self.input_latency_s = 0.0
-        self._streams: list[Any] = []
+        self.output_starts = 0
+        self.output_aborts = 0
+        self._out: Any = None
+        self._in: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mic: MicSink | None = None
+        self._commands: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._control: threading.Thread | None = None
+        self._last_audio_s = 0.0
 
     # --- callbacks (PortAudio thread) ----------------------------------------------------
 
@@ -129,26 +151,76 @@ class SoundDeviceAudio:
             self.underflows += 1
         pcm, accounting = self.playback.pull(frames)
         outdata[:] = pcm
-        level = pcm_level_dbfs(pcm) if accounting.spans else FLOOR_DBFS
+        if accounting.spans:
+            self._last_audio_s = now
+            level = pcm_level_dbfs(pcm)
+        else:
+            level = FLOOR_DBFS
         delay = time_info.outputBufferDacTime - time_info.currentTime
         if not 0.0 <= delay < 2.0:  # some backends report 0 or garbage
             delay = self.output_latency_s
+        self._report(now, now + delay, accounting.spans, accounting.silence_samples, level)
+
+    def _report(
+        self, now: float, audible: float, spans: Any, silence_samples: int, level: float
+    ) -> None:
         self.reports.append(
             PlayReport(
                 callback_s=now,
-                audible_s=now + delay,
-                spans=accounting.spans,
-                silence_samples=accounting.silence_samples,
+                audible_s=audible,
+                spans=spans,
+                silence_samples=silence_samples,
                 underflows=self.underflows,
                 overflows=self.overflows,
                 level_dbfs=level,
             )
         )
 
+    # --- output stream control (control thread) -------------------------------------------
+
+    def _on_playback(self, what: str) -> None:
+        """PlaybackQueue listener (loop thread): hand the event to the control thread."""
+        self._commands.put(what)
+
+    def _run_control(self) -> None:
+        out = self._out
+        while True:
+            # Polls only while the stream runs (to notice the end of an answer); a
+            # stopped stream waits for the next command without waking up.
+            timeout = 0.1 if out.active and not self.keep_output_open else None
+            try:
+                command = self._commands.get(timeout=timeout)
+            except queue.Empty:
+                command = "tick"
+            if command == "quit":
+                return
+            try:
+                if command == "flush":
+                    if out.active:
+                        out.abort()
+                        self.output_aborts += 1
+                    # The speaker is silent from here on: a report with no audio in it
+                    # tells the conversation so (see Conversation.played).
+                    now = time.monotonic()
+                    self._report(now, now, (), 0, FLOOR_DBFS)
+                if not out.active and (self.keep_output_open or self.playback.queued_samples):
+                    self._last_audio_s = time.monotonic()
+                    out.start()
+                    self.output_starts += 1
+                elif (
+                    out.active
+                    and not self.keep_output_open
+                    and not self.playback.queued_samples
+                    and time.monotonic() - self._last_audio_s > self.idle_stop_s
+                ):
+                    out.stop()  # plays out what the device holds, then returns
+            except Exception:  # a device that fails mid-run: keep serving the input
+                self.underflows += 1
+
     # --- lifecycle (event loop thread) --------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop, mic: MicSink) -> None:
-        """Open and start both streams; device problems are a UserError."""
+        """Open both streams, start the input; device problems are a UserError."""
         from pivoicectl.portaudio import load_sounddevice
 
         sd = load_sounddevice()
@@ -156,7 +228,7 @@ class SoundDeviceAudio:
         in_dev = resolve_device(sd, self.input_device, "input")
         out_dev = resolve_device(sd, self.output_device, "output")
         try:
-            out = sd.RawOutputStream(
+            self._out = sd.RawOutputStream(
                 samplerate=SAMPLE_RATE_HZ,
                 channels=1,
                 dtype="int16",
@@ -165,8 +237,7 @@ class SoundDeviceAudio:
                 device=out_dev,
                 callback=self._on_output,
             )
-            self._streams.append(out)
-            mic_stream = sd.RawInputStream(
+            self._in = sd.RawInputStream(
                 samplerate=SAMPLE_RATE_HZ,
                 channels=1,
                 dtype="int16",
@@ -175,17 +246,30 @@ class SoundDeviceAudio:
                 device=in_dev,
                 callback=self._on_input,
             )
-            self._streams.append(mic_stream)
-            self.output_latency_s = float(out.latency)
-            self.input_latency_s = float(mic_stream.latency)
-            out.start()
-            mic_stream.start()
+            self.output_latency_s = float(self._out.latency)
+            self.input_latency_s = float(self._in.latency)
+            self._in.start()
         except sd.PortAudioError as exc:
             self.stop()
             raise UserError(
                 f"cannot open the sound device: {exc}",
                 hint="check `pivoicectl devices` and `pivoicectl doctor`",
             ) from exc
+        # A barge-in aborts the stream, dropping what it still buffers: never heard. That
+        # is the latency PortAudio reports plus about one block the audio server holds
+        # (56-76 ms dropped at a reported 40 ms with 20 ms blocks, bench_playback.py).
+        self.playback.set_device_latency_ms(self.unheard_at_abort_ms)
+        self.playback.set_listener(self._on_playback)
+        self._control = threading.Thread(
+            target=self._run_control, name="pivoicectl-output", daemon=True
+        )
+        self._control.start()
+        self._commands.put("tick")  # keep_output_open, or audio queued before start
+
+    @property
+    def unheard_at_abort_ms(self) -> int:
+        """Estimated audio still buffered (so never heard) when the stream is aborted."""
+        return round(self.output_latency_s * 1000 + self.output_block * 1000 / SAMPLE_RATE_HZ)
 
     def drain_reports(self) -> list[PlayReport]:
         """Reports appended by the output callback since the last call."""
@@ -196,12 +280,18 @@ class SoundDeviceAudio:
         return out
 
     def stop(self) -> None:
-        """Stop and close the streams (idempotent)."""
+        """Stop the control thread, stop and close the streams (idempotent)."""
         self._mic = None
-        streams, self._streams = self._streams, []
+        self.playback.set_listener(None)
+        control, self._control = self._control, None
+        if control is not None:
+            self._commands.put("quit")
+            control.join(5.0)
+        streams = [s for s in (self._out, self._in) if s is not None]
+        self._out = self._in = None
         for stream in streams:
             try:
-                stream.stop()
+                stream.stop()  # the output plays out the end of the last answer
                 stream.close()
             except Exception:  # closing a broken device must not hide the real error
                 pass

@@ -47,9 +47,12 @@ from pivoicectl.realtime.transport import (
     connect_websocket,
 )
 
-TICK_S = 0.02
-"""How often playback reports are drained (first-audio and silence timestamps come from
-the callback itself, so this only bounds how late they are processed)."""
+TICK_S = 0.25
+"""How often the time limit and session renewal are checked, and playback reports
+drained when no mic block has come to do it. Reports are drained with every mic block;
+their timestamps come from the audio callback, so draining late only delays the
+bookkeeping. Every wakeup costs CPU (about 0.1 ms each on the 2-core VM that runs the
+benchmarks), which is why this is not a fast poll."""
 MIC_QUEUE_BLOCKS = 100
 """Mic blocks held while the socket is slow (2 s at 20 ms); older ones are dropped."""
 
@@ -397,6 +400,7 @@ class RealtimeClient:
 
     def _on_mic(self, pcm: bytes) -> None:
         """A mic block from the audio thread (already on the loop)."""
+        self._pump_reports()  # playback bookkeeping rides on the mic's wakeups
         if self._conn is None:
             return
         if self.button is not None:
@@ -406,7 +410,6 @@ class RealtimeClient:
             return
         blocks: tuple[bytes, ...] = (pcm,)
         if self.mic_path is not None:
-            self._pump_reports()  # the guard's reference must be current
             now = self.clock()
             playing = self.conversation.playback.queued_samples > 0
             decision = self.mic_path.feed(pcm, now, playing)

@@ -21,9 +21,10 @@ protocol boundary are milliseconds (`*_ms`).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,6 +188,31 @@ class PlaybackQueue:
         self._last_pulled_item_id: str | None = None
         self._last_response_id: str | None = None
         self._late_samples_dropped = 0
+        self._listener: Callable[[str], None] | None = None
+
+    def set_listener(self, listener: Callable[[str], None] | None) -> None:
+        """Call `listener("audio")` when audio is queued into an empty queue and
+        `listener("flush")` after every flush or interrupt.
+
+        Why: the sound device edge runs its output stream only while there is something
+        to play, and drops the device's buffer on a flush instead of letting it play out;
+        both are what make an idle client cheap and a barge-in fast. Called outside the
+        lock, on the thread that pushed or flushed; it must not block.
+        """
+        self._listener = listener
+
+    def set_device_latency_ms(self, latency_ms: int) -> None:
+        """The output stream's latency: audio handed over but still buffered when a
+        barge-in aborts the stream, so never heard (see `TruncationMargins`)."""
+        with self._lock:
+            self._margins = dataclasses.replace(
+                self._margins, device_latency_ms=max(0, int(latency_ms))
+            )
+
+    def _notify(self, what: str) -> None:
+        listener = self._listener
+        if listener is not None:
+            listener(what)
 
     # --- asyncio side ----------------------------------------------------------------
 
@@ -207,8 +233,11 @@ class PlaybackQueue:
             account.received_samples += n_samples
             view = memoryview(pcm)[: n_samples * BYTES_PER_SAMPLE]
             self._chunks.append(_Chunk(item_id, response_id, view, n_samples))
+            was_empty = self._queued_samples == 0
             self._queued_samples += n_samples
-            return True
+        if was_empty:
+            self._notify("audio")
+        return True
 
     def mark_audio_done(self, item_id: str) -> None:
         """`response.output_audio.done` arrived: the item will get no more audio."""
@@ -246,7 +275,9 @@ class PlaybackQueue:
         was received but not played, which is exactly what truncation needs to know.
         """
         with self._lock:
-            return self._flush_locked()
+            dropped = self._flush_locked()
+        self._notify("flush")
+        return dropped
 
     def interrupt(self, active_response_ids: Iterable[str] = ()) -> TruncatePlan | None:
         """Barge-in: flush, drop late deltas of the affected responses, plan a truncate.
@@ -269,7 +300,9 @@ class PlaybackQueue:
             for response_id in affected:
                 self._remember_dropped(response_id)
             self._flush_locked()
-            return self._plan_locked(account)
+            plan = self._plan_locked(account)
+        self._notify("flush")
+        return plan
 
     def truncate_plan(self, item_id: str) -> TruncatePlan | None:
         """The truncation `interrupt` would send for `item_id`, without side effects."""

@@ -25,6 +25,9 @@ Example config file:
     gpio_pin = 18               # BCM number of the button (to ground; pull-up inside)
     token_url = "https://backend.example/v1/realtime/session"  # no api_key on the device
     trace_url = "https://backend.example/v1/voice/trace"      # POST /start, /event, /end
+    input_block_ms = 20         # mic block size: also how often audio is sent
+    output_block_ms = 20        # speaker block size
+    keep_output_open = false    # true: never stop the output stream between answers
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ from pivoicectl.realtime.ptt_input import PTT_CHOICES, GpioSettings
 
 VAD_CHOICES = {"server": "server_vad", "semantic": "semantic_vad", "none": "none"}
 """`--vad` values and the turn detection they select."""
+
+BLOCK_MS_RANGE = (5, 200)
+"""Sound device block sizes `run` accepts, in milliseconds."""
 
 DEFAULT_TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
 
@@ -75,6 +81,9 @@ _FIELDS: dict[str, tuple[str, type]] = {
     "gpio_pin": ("PIVOICECTL_GPIO_PIN", int),
     "token_url": ("PIVOICECTL_TOKEN_URL", str),
     "trace_url": ("PIVOICECTL_TRACE_URL", str),
+    "input_block_ms": ("PIVOICECTL_INPUT_BLOCK_MS", int),
+    "output_block_ms": ("PIVOICECTL_OUTPUT_BLOCK_MS", int),
+    "keep_output_open": ("PIVOICECTL_KEEP_OUTPUT_OPEN", bool),
     "api_key": ("OPENAI_API_KEY", str),
 }
 
@@ -97,8 +106,9 @@ class RunSettings:
     api_key: str | None = None
     local: bool = False
     chime: bool = True
-    output_block_ms: int = 10
+    output_block_ms: int = 20
     input_block_ms: int = 20
+    keep_output_open: bool = False
     barge_in: str = "server"
     barge_in_frame_ms: int = BargeInSettings.frame_ms
     barge_in_threshold: int = BargeInSettings.threshold
@@ -114,6 +124,13 @@ class RunSettings:
     trace_url: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("input_block_ms", "output_block_ms"):
+            value = getattr(self, name)
+            if not BLOCK_MS_RANGE[0] <= value <= BLOCK_MS_RANGE[1]:
+                raise UserError(
+                    f"{name} = {value} is out of range",
+                    hint=f"use {BLOCK_MS_RANGE[0]} to {BLOCK_MS_RANGE[1]} ms",
+                )
         for name in ("token_url", "trace_url"):
             value = getattr(self, name)
             if value is not None and not value.startswith(("http://", "https://")):

@@ -1,0 +1,145 @@
+"""The speaker side of `run`'s audio edge alone: first audio and interrupt at the speaker.
+
+Run: .venv/bin/python bench/bench_playback.py [--rounds 10]
+
+No server and no conversation: a private simulated room, the real `SoundDeviceAudio`
+and `PlaybackQueue`, and a stamped recording of sim_speaker.monitor (see
+bench_run.StampedRecorder: sample times are upper bounds, so latencies computed from
+them are too). Each round, with the output stream stopped (idle for more than
+`idle_stop_s`), a 1 s tone is queued at T_push and interrupted (`PlaybackQueue.interrupt`,
+what a barge-in calls) at T_int = T_push + 0.6 s. Printed:
+
+* first audio at the speaker: tone onset in the recording minus T_push (goal of issue 4
+  for first delta to audible: <= 50 ms), next to what the client itself estimates
+  (`PlayReport.audible_s` of the first block);
+* interrupt at the speaker: tone end in the recording minus T_int (goal <= 25 ms), next
+  to the client's estimate (the silent report after the abort);
+
+The recorder's anchor is good to a few milliseconds: it read about -2 ms for the
+abort, which cannot truly be below 0. CPU is bench_run.py's business (the recorder
+thread runs in this process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_run import StampedRecorder
+from pivoicectl.realtime.audio_io import SoundDeviceAudio
+from pivoicectl.realtime.events import SAMPLE_RATE_HZ
+from pivoicectl.realtime.playback import PlaybackQueue
+from pivoicectl.sim import instance
+from pivoicectl.sim.room import RoomSettings
+from tests.conftest import clean_env
+from tests.integration.test_run import loud_segments
+
+
+def tone(seconds: float) -> bytes:
+    t = np.arange(int(SAMPLE_RATE_HZ * seconds)) / SAMPLE_RATE_HZ
+    return (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2").tobytes()
+
+
+async def rounds(
+    audio: SoundDeviceAudio, playback: PlaybackQueue, n: int, play_s: float
+) -> list[dict]:
+    out = []
+    loop = asyncio.get_running_loop()
+    audio.start(loop, lambda pcm: None)
+    await asyncio.sleep(1.0)
+    try:
+        for k in range(n):
+            audio.drain_reports()
+            t_push = time.monotonic()
+            playback.push(f"item{k}", f"resp{k}", tone(play_s + 0.4))
+            await asyncio.sleep(play_s)
+            t_int = time.monotonic()
+            plan = playback.interrupt()
+            await asyncio.sleep(0.2)
+            reports = audio.drain_reports()
+            first = next((r for r in reports if r.spans), None)
+            silent = next((r for r in reports if r.callback_s >= t_int and not r.spans), None)
+            out.append(
+                {
+                    "t_push": t_push,
+                    "t_int": t_int,
+                    "client_first_ms": (first.audible_s - t_push) * 1000 if first else None,
+                    "client_silent_ms": (silent.audible_s - t_int) * 1000 if silent else None,
+                    "handed_ms": plan.played_samples / SAMPLE_RATE_HZ * 1000 if plan else None,
+                }
+            )
+            await asyncio.sleep(audio.idle_stop_s + 0.5)  # the stream stops: idle again
+    finally:
+        audio.stop()
+    return out
+
+
+def fmt(xs: list[float]) -> str:
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "n/a"
+    return f"median {statistics.median(xs):.1f} ms, max {max(xs):.1f} ms (n={len(xs)})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--play-s", type=float, default=0.6, help="tone played before the interrupt")
+    ap.add_argument("--output-block-ms", type=int, default=20)
+    ap.add_argument("--input-block-ms", type=int, default=20)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="pvsim-play-", dir="/tmp"))
+    paths = instance.SimPaths(root)
+    instance.up(paths, RoomSettings())
+    env = clean_env(**instance.environment(paths))
+    os.environ.update(env)  # PortAudio's pulse device finds the room's server
+    try:
+        recorder = StampedRecorder(env, "sim_speaker.monitor")
+        time.sleep(0.5)
+        playback = PlaybackQueue()
+        audio = SoundDeviceAudio(
+            playback,
+            input_block_ms=args.input_block_ms,
+            output_block_ms=args.output_block_ms,
+        )
+        results = asyncio.run(rounds(audio, playback, args.rounds, args.play_s))
+        time.sleep(0.3)
+        samples, t0 = recorder.stop()
+    finally:
+        instance.down(paths, remove=False)
+        shutil.rmtree(root, ignore_errors=True)
+    segments = [(t0 + a, t0 + b) for a, b in loud_segments(samples, frame_ms=1.0)]
+    first_ms, silent_ms, unheard_ms = [], [], []
+    for r in results:
+        mine = [s for s in segments if r["t_push"] - 0.05 < s[0] < r["t_int"] < s[1] + 0.5]
+        if mine:
+            first_ms.append((mine[0][0] - r["t_push"]) * 1000)
+            silent_ms.append((mine[0][1] - r["t_int"]) * 1000)
+            if r["handed_ms"] is not None:
+                unheard_ms.append(r["handed_ms"] - (mine[0][1] - mine[0][0]) * 1000)
+    print(
+        f"blocks: output {args.output_block_ms} ms, input {args.input_block_ms} ms; "
+        f"output latency reported {audio.output_latency_s * 1000:.1f} ms; "
+        f"stream starts {audio.output_starts}, aborts {audio.output_aborts}"
+    )
+    print(f"first audio at the speaker (goal <= 50 ms): {fmt(first_ms)}")
+    print(f"  client's estimate: {fmt([r['client_first_ms'] for r in results])}")
+    print(f"interrupt at the speaker (goal <= 25 ms): {fmt(silent_ms)}")
+    print(f"handed to the device but never heard at the interrupt: {fmt(unheard_ms)}")
+    print("  each: " + " ".join(f"{x:.0f}" for x in unheard_ms))
+    print(f"  client's estimate: {fmt([r['client_silent_ms'] for r in results])}")
+
+
+if __name__ == "__main__":
+    main()
