@@ -9,6 +9,7 @@ rich and `--json` both render.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import sys
 import time
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 from pivoicectl import render
 from pivoicectl.errors import UserError
 from pivoicectl.realtime import events as ev
+from pivoicectl.realtime.echo_guard import EchoGuardSettings
 from pivoicectl.realtime.run_config import RunSettings
 
 LOCAL_API_KEY = "local-no-key-needed"
@@ -44,6 +46,7 @@ class RunSummary:
     unheard_at_abort_ms: int
     """Subtracted from the audio handed to the device when truncating after a barge-in."""
     turns: list[dict[str, Any]] = field(default_factory=list)
+    turns_not_shown: int = 0
     usage: dict[str, Any] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     trace: str | None = None
@@ -70,6 +73,28 @@ class ConsoleUi:
         label = self.LABELS.get(kind)
         line = f"[{style}]{label}:[/] {escape(text)}" if label else f"[{style}]{escape(text)}[/]"
         self.console.print(line)
+
+
+def guard_settings(settings: RunSettings) -> tuple[EchoGuardSettings, str | None]:
+    """The echo guard's settings, with the echo return loss `measure` found when the
+    user gave none (a measured figure beats estimating it during the first answers),
+    and a status line saying where the figure came from."""
+    guard = settings.echo_guard_settings()
+    if guard.mode == "off" or guard.erl_db is not None:
+        return guard, None
+    from pivoicectl.last_measure import measured_erl
+
+    measured = measured_erl()
+    if measured is None:
+        return guard, (
+            "(echo guard: no `pivoicectl measure` result; estimating the echo return "
+            "loss while the assistant talks)"
+        )
+    note = (
+        f"(echo guard: ERL {measured.erl_db:.1f} dB from `pivoicectl measure` "
+        f"of {measured.measured_at})"
+    )
+    return dataclasses.replace(guard, erl_db=measured.erl_db), note
 
 
 def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
@@ -119,9 +144,8 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
     conversation = Conversation(
         config, playback, max_turns=settings.max_turns, barge_in=settings.barge_in
     )
-    mic_path = MicPath(
-        settings.barge_in, settings.barge_in_settings(), settings.echo_guard_settings()
-    )
+    guard, erl_note = guard_settings(settings)
+    mic_path = MicPath(settings.barge_in, settings.barge_in_settings(), guard)
     audio = SoundDeviceAudio(
         playback,
         settings.input_device,
@@ -144,9 +168,12 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
             "url": url,
             "settings": settings.public_view(),
             "session": config.session_payload(),
+            "echo_guard_erl_db": guard.erl_db,
         }
     )
     ui.show("status", f"connecting to {url} … (Ctrl+C ends)")
+    if erl_note:
+        ui.show("status", erl_note)
     if settings.ptt == "key":
         ui.show("status", "push-to-talk: tap space to talk, tap again to send")
     elif settings.ptt == "gpio":
@@ -188,6 +215,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         output_latency_ms=round(audio.output_latency_s * 1000, 1),
         unheard_at_abort_ms=audio.unheard_at_abort_ms,
         turns=summary_data.turns,
+        turns_not_shown=summary_data.turns_not_shown,
         usage=summary_data.usage,
         errors=summary_data.errors,
         trace=settings.trace,
@@ -220,6 +248,8 @@ def render_summary(summary: RunSummary, json_out: bool) -> None:
                 _fmt_ms(t["truncate_audio_end_ms"]),
             )
         c.print(table)
+    if summary.turns_not_shown:
+        c.print(f"({summary.turns_not_shown} earlier turn(s) are in the trace only)")
     c.print(
         f"audio: {summary.underflows} underrun(s), {summary.overflows} overrun(s), "
         f"output latency {summary.output_latency_ms} ms; "

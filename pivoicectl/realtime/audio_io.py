@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -69,26 +70,53 @@ def ready_chime_pcm(duration_ms: int = 500, level_dbfs: float = -30.0, seed: int
 _PREFERRED = ("pulse", "pipewire", "default")
 """Devices routed through the audio server (so through source_ec), in order."""
 
+_PULSE_ENV = {"input": "PULSE_SOURCE", "output": "PULSE_SINK"}
+"""How PortAudio's ALSA `pulse` device is pointed at one source or sink: libpulse
+takes its default device from these variables."""
+
+
+def _server_node(name: str, kind: str) -> bool:
+    """Whether the audio server has a source (input) or sink (output) called `name`."""
+    from pivoicectl.audio_server import AudioServer
+
+    try:
+        with AudioServer.connect(timeout_s=1.0) as server:
+            return server.find(name, "source" if kind == "input" else "sink") is not None
+    except UserError:
+        return False
+
 
 def resolve_device(sd: Any, wanted: str | None, kind: str) -> int | str | None:
-    """A sounddevice device for `wanted` (index, exact or partial name), or the first
-    server-routed device, or PortAudio's default."""
+    """A sounddevice device for `wanted`, or the first server-routed device, or
+    PortAudio's default.
+
+    `wanted` is a PortAudio index or name (exact, then partial), or the name of a
+    source/sink of the audio server (what `pivoicectl devices` lists under the server):
+    that one is reached through PortAudio's `pulse` device with PULSE_SOURCE/PULSE_SINK
+    set, which is how a user picks, say, the raw mic instead of source_ec.
+    """
     devices = list(sd.query_devices())
     key = f"max_{kind}_channels"
     usable = [d for d in devices if d[key] > 0]
+    pulse = next((d for d in usable if d["name"].split(" ")[0] == "pulse"), None)
     if wanted:
         if wanted.isdigit():
             return int(wanted)
         for d in usable:
             if d["name"] == wanted or d["name"].split(" ")[0] == wanted:
                 return int(d["index"])
+        if pulse is not None and _server_node(wanted, kind):
+            os.environ[_PULSE_ENV[kind]] = wanted
+            return int(pulse["index"])
         for d in usable:
             if wanted.lower() in d["name"].lower():
                 return int(d["index"])
         names = ", ".join(d["name"] for d in usable) or "none"
         raise UserError(
             f"no {kind} device matches {wanted!r}",
-            hint=f"available: {names} (see `pivoicectl devices`)",
+            hint=f"PortAudio has: {names}; or name a "
+            f"{'source' if kind == 'input' else 'sink'} of the audio server "
+            "(see `pivoicectl devices`)",
         )
     for name in _PREFERRED:
         for d in usable:

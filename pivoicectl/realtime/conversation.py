@@ -183,6 +183,11 @@ class Conversation:
     sent again after every `session.created`, so a reconnect restores them.
     """
 
+    KEPT_TURNS = 100
+    """Completed turns kept in memory for the summary; a Pi that runs for weeks must
+    not grow without bound. Older ones are in the trace."""
+    KEPT_ERRORS = 50
+
     def __init__(
         self,
         config: ev.SessionConfig,
@@ -202,6 +207,9 @@ class Conversation:
         """session.created arrived and our session.update was sent: audio may flow."""
         self.user_speaking = False
         self.turns: list[TurnMetrics] = []
+        """The last `KEPT_TURNS` turns (every turn is also a trace record)."""
+        self.turns_forgotten = 0
+        self._turn_count = 0
         self.usage: dict[str, Any] = {}
         self.errors: list[dict[str, Any]] = []
         self.connections = 0
@@ -387,8 +395,9 @@ class Conversation:
         silence_ms = (
             self.config.vad_silence_duration_ms if self.config.turn_detection == "server_vad" else 0
         )
+        self._turn_count += 1
         turn = TurnMetrics(
-            index=len(self.turns) + 1,
+            index=self._turn_count,
             response_id=response_id,
             created_s=now_s,
             speech_stopped_s=self._speech_stopped_s,
@@ -399,7 +408,15 @@ class Conversation:
         self._open_turns.append(turn)
         self._by_response[response_id] = turn
         self._active[response_id] = turn
+        self._forget_old_turns()
         return [Record({"type": "response_created", "response_id": response_id})]
+
+    def _forget_old_turns(self) -> None:
+        while len(self.turns) > self.KEPT_TURNS and self.turns[0].complete:
+            old = self.turns.pop(0)
+            self.turns_forgotten += 1
+            self._by_response.pop(old.response_id, None)
+            self._transcripts_shown.discard(old.response_id)
 
     def _on_audio_delta(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
         response_id, item_id = event.response_id, event.item_id
@@ -502,6 +519,7 @@ class Conversation:
         if code in _ERRORS_TO_IGNORE:
             return actions
         self.errors.append(record)
+        del self.errors[: -self.KEPT_ERRORS]
         actions.append(Show("error", f"server error {code or ''}: {event.error_message}".strip()))
         return actions
 
@@ -629,6 +647,8 @@ class ConversationSummary:
     usage: dict[str, Any] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     connections: int = 0
+    turns_not_shown: int = 0
+    """Earlier turns no longer held in memory (they are in the trace)."""
 
 
 def summarize(conversation: Conversation) -> ConversationSummary:
@@ -638,4 +658,5 @@ def summarize(conversation: Conversation) -> ConversationSummary:
         usage=dict(conversation.usage),
         errors=list(conversation.errors),
         connections=conversation.connections,
+        turns_not_shown=conversation.turns_forgotten,
     )

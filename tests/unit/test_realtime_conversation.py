@@ -207,3 +207,27 @@ def test_idle_and_user_transcripts():
         0.1,
     )
     assert Show("user", "hello") in actions
+
+
+def test_memory_stays_bounded_over_many_turns():
+    conv = make()
+    conv.KEPT_TURNS = 5  # an instance attribute shadows the class default
+    conv.KEPT_ERRORS = 3
+    conv.handle(evt("session.created", session={"id": "sess_1"}), 0)
+    t = 1.0
+    for k in range(1, 13):
+        rid, iid = f"resp_{k}", f"item_{k}"
+        conv.handle(evt("response.created", response={"id": rid, "status": "in_progress"}), t)
+        conv.handle(delta(20, response_id=rid, item_id=iid), t)
+        conv.handle(evt("response.output_audio_transcript.done", response_id=rid, transcript="x"), t)
+        conv.handle(evt("response.output_audio.done", item_id=iid), t)
+        conv.handle(done(rid), t)
+        t = play(conv, 3, t)
+        conv.handle(evt("error", error={"code": f"e{k}", "message": "m"}), t)
+    assert [turn.index for turn in conv.turns] == [8, 9, 10, 11, 12]  # numbering goes on
+    assert all(turn.complete for turn in conv.turns)
+    assert conv.turns_forgotten == 7
+    assert len(conv._by_response) == 5 and len(conv._transcripts_shown) <= 5
+    assert [e["code"] for e in conv.errors] == ["e10", "e11", "e12"]
+    summary = summarize(conv)
+    assert summary.turns_not_shown == 7 and summary.turns[0]["turn"] == 8
