@@ -181,12 +181,16 @@ class AudioServer:
             properties=props,
         )
 
-    def sources(self) -> list[Node]:
-        default = self._pulse.server_info().default_source_name
+    def sources(self, info: ServerInfo | None = None) -> list[Node]:
+        """All sources; pass `info()` if you already have it, to skip asking for the default."""
+        default = (
+            self._pulse.server_info().default_source_name if info is None else info.default_source
+        )
         return [self._node(s, "source", default) for s in self._pulse.source_list()]
 
-    def sinks(self) -> list[Node]:
-        default = self._pulse.server_info().default_sink_name
+    def sinks(self, info: ServerInfo | None = None) -> list[Node]:
+        """All sinks; pass `info()` if you already have it, to skip asking for the default."""
+        default = self._pulse.server_info().default_sink_name if info is None else info.default_sink
         return [self._node(s, "sink", default) for s in self._pulse.sink_list()]
 
     def find(self, name: str, kind: str) -> Node | None:

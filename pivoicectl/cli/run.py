@@ -98,14 +98,14 @@ def register(app: typer.Typer) -> None:
         echo_erl_db: Annotated[
             float | None,
             typer.Option(
-                help="Echo guard: echo return loss from `measure` \\[default: estimated]."
+                help="Echo guard: echo return loss \\[default: the last `measure`, else estimated]."
             ),
         ] = None,
         ptt: Annotated[
             str | None,
             typer.Option(
                 help="Push-to-talk instead of turn detection: gpio (a button, "
-                "RPi.GPIO) or key (space bar: tap to talk, tap to send)."
+                "RPi.GPIO) or key (space bar: hold to talk, or tap to start and tap to send)."
             ),
         ] = None,
         gpio_pin: Annotated[

@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from pivoicectl import paths, restart, wireplumber_state
+from pivoicectl import last_measure, paths, restart, wireplumber_state
 from pivoicectl import render as output
 from pivoicectl.audio_server import AudioServer
 from pivoicectl.doctor_rules import FAIL, PASS, SAFE_FIXES, SKIP, WARN, Check, Facts, evaluate
@@ -81,16 +81,6 @@ def _api_key_present() -> bool:
     return bool(str(data.get("api_key", "")).strip())
 
 
-def _last_measure() -> dict | None:
-    import json
-
-    try:
-        data = json.loads(paths.last_measure_file().read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def gather() -> Facts:
     sock = paths.pipewire_socket()
     f = Facts(
@@ -101,7 +91,7 @@ def gather() -> Facts:
         persisted=wireplumber_state.persisted_defaults(),
         api_key_present=_api_key_present(),
         restart_command=restart.plan().command,
-        last_measure=_last_measure(),
+        last_measure=last_measure.load(),
     )
     try:
         f.config_text = paths.echo_cancel_conf().read_text()
@@ -115,8 +105,8 @@ def gather() -> Facts:
             f.server_name = info.server_name
             f.pipewire_version = info.pipewire_version
             f.default_source, f.default_sink = info.default_source, info.default_sink
-            f.sources = [n.name for n in server.sources()]
-            f.sinks = [n.name for n in server.sinks()]
+            f.sources = [n.name for n in server.sources(info)]
+            f.sinks = [n.name for n in server.sinks(info)]
             f.wireplumber_running = "WirePlumber" in server.client_names()
             f.ec_capture_from = server.capture_source_of(EC_CAPTURE_STREAM)
     except UserError as e:

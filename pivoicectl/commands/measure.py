@@ -10,18 +10,22 @@ the recording is the only I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pivoicectl import render as output
 from pivoicectl.errors import UserError
+
+if TYPE_CHECKING:
+    from pivoicectl.dsp.echo import EchoMetrics
 
 RATE = 48000
 DEFAULT_DURATION_S = 6.0
@@ -81,14 +85,12 @@ class Nodes:
 
 @dataclass
 class MeasureResult:
+    """One measurement as reported; `to_dict` inlines the metrics' fields after `reasons`."""
+
     verdict: str  # "pass" or "fail"
     reasons: list[str]
-    erl_db: float
-    erle_db: float
-    erle_capped: bool
-    echo_delay_ms: float
-    convergence_s: float | None
-    double_talk_retention_db: float | None
+    metrics: EchoMetrics
+    """Rounded to the reported precision (`reported_metrics`)."""
     thresholds: dict[str, float]
     nodes: dict[str, str]
     signal: str
@@ -105,7 +107,12 @@ class MeasureResult:
         return self.verdict == "pass"
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items()}
+        d: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "metrics":
+                d.update(dataclasses.asdict(self.metrics))
+            else:
+                d[f.name] = getattr(self, f.name)
         d["ok"] = self.ok
         return d
 
@@ -234,7 +241,7 @@ def analyze(
     rate: int,
     talker: np.ndarray | None = None,
     talker_offset_s: float = 0.0,
-) -> tuple[Any, dict[str, float], np.ndarray]:
+) -> tuple[EchoMetrics, dict[str, float], np.ndarray]:
     """Metrics of an aligned (reference, mic, output) recording.
 
     The recording is cut to start where the reference does (so convergence counts from
@@ -272,6 +279,17 @@ def analyze(
     return metrics, levels, rec
 
 
+def reported_metrics(metrics: EchoMetrics) -> EchoMetrics:
+    """The metrics at the precision `measure` reports and stores."""
+    return dataclasses.replace(
+        metrics,
+        erl_db=round(metrics.erl_db, 2),
+        erle_db=round(metrics.erle_db, 2),
+        echo_delay_ms=round(metrics.echo_delay_ms, 3),
+        double_talk_retention_db=_round(metrics.double_talk_retention_db),
+    )
+
+
 # ----------------------------------------------------------------------------- the edge
 
 
@@ -286,8 +304,8 @@ def _nodes(opts: MeasureOptions) -> Nodes:
         pinned = None
     with AudioServer.connect() as server:
         info = server.info()
-        sources = {n.name: n.monitor for n in server.sources()}
-        sinks = {n.name for n in server.sinks()}
+        sources = {n.name: n.monitor for n in server.sources(info)}
+        sinks = {n.name for n in server.sinks(info)}
         ec_from = server.capture_source_of(EC_CAPTURE_STREAM)
     return choose_nodes(opts, sources, sinks, info.default_sink, pinned, ec_from)
 
@@ -428,12 +446,7 @@ def measure(opts: MeasureOptions, progress: bool = True) -> MeasureResult:
     result = MeasureResult(
         verdict=verdict,
         reasons=reasons,
-        erl_db=round(metrics.erl_db, 2),
-        erle_db=round(metrics.erle_db, 2),
-        erle_capped=metrics.erle_capped,
-        echo_delay_ms=round(metrics.echo_delay_ms, 3),
-        convergence_s=metrics.convergence_s,
-        double_talk_retention_db=_round(metrics.double_talk_retention_db),
+        metrics=reported_metrics(metrics),
         thresholds={
             "min_erle_db": opts.min_erle_db,
             "min_retention_db": opts.min_retention_db,
@@ -498,10 +511,10 @@ def _plot(rec: np.ndarray, rate: int, path: Path, result: MeasureResult) -> None
     top.set_ylabel("level, dBFS (20 ms)")
     top.set_ylim(-125, 0)
     top.legend(loc="lower left")
-    erle = f"{'>= ' if result.erle_capped else ''}{result.erle_db:.1f}"
+    mt = result.metrics
+    erle = f"{'>= ' if mt.erle_capped else ''}{mt.erle_db:.1f}"
     top.set_title(
-        f"ERL {result.erl_db:.1f} dB, ERLE {erle} dB, delay {result.echo_delay_ms:.2f} ms: "
-        f"{result.verdict}"
+        f"ERL {mt.erl_db:.1f} dB, ERLE {erle} dB, delay {mt.echo_delay_ms:.2f} ms: {result.verdict}"
     )
     h = impulse_response(rec[:, 0], rec[:, 1], rate, length_ms=200.0)
     bottom.plot(np.arange(h.size) * 1000.0 / rate, h, lw=0.8)
@@ -530,27 +543,28 @@ def render(result: MeasureResult, json_out: bool) -> None:
     t.add_column("metric")
     t.add_column("value", justify="right")
     t.add_column("meaning")
-    erle = f"{'≥ ' if result.erle_capped else ''}{result.erle_db:.1f} dB"
-    t.add_row("echo return loss (ERL)", f"{result.erl_db:.1f} dB", "speaker → raw mic")
+    mt = result.metrics
+    erle = f"{'≥ ' if mt.erle_capped else ''}{mt.erle_db:.1f} dB"
+    t.add_row("echo return loss (ERL)", f"{mt.erl_db:.1f} dB", "speaker → raw mic")
     t.add_row(
         "echo cancellation (ERLE)",
         erle,
         f"raw mic → {result.nodes['output']}"
-        + (" (output below the measurement floor)" if result.erle_capped else "")
+        + (" (output below the measurement floor)" if mt.erle_capped else "")
         + f"; need ≥ {result.thresholds['min_erle_db']:g}",
     )
-    t.add_row("echo delay", f"{result.echo_delay_ms:.2f} ms", "GCC-PHAT, reference → mic")
-    conv = "never" if result.convergence_s is None else f"{result.convergence_s:.2f} s"
+    t.add_row("echo delay", f"{mt.echo_delay_ms:.2f} ms", "GCC-PHAT, reference → mic")
+    conv = "never" if mt.convergence_s is None else f"{mt.convergence_s:.2f} s"
     t.add_row(
         "convergence",
         conv,
         f"until the output stays {result.thresholds['convergence_threshold_db']:g} dB "
         "under the mic",
     )
-    if result.double_talk_retention_db is not None:
+    if mt.double_talk_retention_db is not None:
         t.add_row(
             "double-talk retention",
-            f"{result.double_talk_retention_db:.1f} dB",
+            f"{mt.double_talk_retention_db:.1f} dB",
             f"near-end talker kept while the speaker plays; need ≥ "
             f"{result.thresholds['min_retention_db']:g}",
         )

@@ -38,6 +38,7 @@ class RunSummary:
     cpu_percent: float
     connections: int
     reconnects: int
+    renewals: int
     mic_blocks_sent: int
     mic_blocks_dropped: int
     underflows: int
@@ -175,7 +176,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
     if erl_note:
         ui.show("status", erl_note)
     if settings.ptt == "key":
-        ui.show("status", "push-to-talk: tap space to talk, tap again to send")
+        ui.show("status", "push-to-talk: hold space to talk, or tap to start and tap again to send")
     elif settings.ptt == "gpio":
         ui.show("status", f"push-to-talk: hold the button on GPIO {settings.gpio_pin} to talk")
 
@@ -208,6 +209,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         cpu_percent=round(100.0 * result.cpu_s / max(1e-9, time.monotonic() - started), 3),
         connections=summary_data.connections,
         reconnects=result.reconnects,
+        renewals=result.renewals,
         mic_blocks_sent=result.mic_blocks_sent,
         mic_blocks_dropped=result.mic_blocks_dropped,
         underflows=audio.underflows,

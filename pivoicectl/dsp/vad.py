@@ -1,10 +1,10 @@
 """Energy voice-activity detection against an adaptive noise floor.
 
-Why energy and not a model: `parrot` and the local barge-in run on a Raspberry Pi next
-to an echo canceller and a speech client, and they only need "is somebody louder than
-the room right now". A fixed amplitude threshold (the seed's `is_silent`, peak < 500)
-breaks as soon as the room or the mic gain changes, so the threshold here rides on a
-noise floor that follows the quietest recent frames.
+Why energy and not a model: `parrot`, the local barge-in and the local Realtime server's
+turn detection run on a Raspberry Pi next to an echo canceller and a speech client, and
+they only need "is somebody louder than the room right now". A fixed amplitude threshold
+(the seed's `is_silent`, peak < 500) breaks as soon as the room or the mic gain changes,
+so the threshold here rides on a noise floor that follows the quietest recent frames.
 
 The floor rule, per frame: it drops at once to any quieter frame and rises by at most
 `noise_rise_db_per_s`. That single rule is the whole adaptation; it is also what makes
@@ -200,17 +200,30 @@ class StreamingVad:
         rate: int,
         settings: VadSettings = VadSettings(),
     ) -> None:
-        self.settings = settings
         self.rate = rate
         self.frame_len = settings.frame_len(rate)
         self._buf = np.empty(self.frame_len, dtype=np.float32)
         self._floor_power = 10.0 ** (FLOOR_DBFS / 10.0)
+        self._apply(settings)
+        self.reset()
+
+    def _apply(self, settings: VadSettings) -> None:
+        self.settings = settings
         self._rise_db = settings.rise_per_frame_db
         self._floor_min = settings.floor_min_dbfs
         self._threshold_db = settings.threshold_db
         self._min_level = settings.min_level_dbfs
         self._hangover = settings.hangover_frames
-        self.reset()
+
+    def retune(self, settings: VadSettings) -> None:
+        """Switch to new thresholds mid-stream, keeping the floor and the hangover count.
+
+        For a live stream whose sensitivity is changed while it runs (the local server's
+        `session.update`); the frame length is fixed for the life of the stream.
+        """
+        if settings.frame_len(self.rate) != self.frame_len:
+            raise ValueError("retune cannot change the frame length of a running VAD")
+        self._apply(settings)
 
     def reset(self, noise_floor_dbfs: float | None = None) -> None:
         """Forget everything; optionally start from a known floor (e.g. a calibration)."""
@@ -226,8 +239,21 @@ class StreamingVad:
         """Current floor estimate, None before the first frame."""
         return self._floor
 
-    def process(self, frame: bytes | bytearray | memoryview | np.ndarray) -> bool:
-        """Update with one frame and return whether it is (still) speech."""
+    @property
+    def threshold_dbfs(self) -> float:
+        """The level a frame must exceed to be speech against the current floor."""
+        floor = self._floor if self._floor is not None else self._floor_min
+        return max(floor + self._threshold_db, self._min_level)
+
+    def process(
+        self, frame: bytes | bytearray | memoryview | np.ndarray, adapt: bool = True
+    ) -> bool:
+        """Update with one frame and return whether it is (still) speech.
+
+        `adapt=False` judges the frame against the floor as it is and leaves the floor
+        alone, for a caller that knows the frame belongs to an utterance (the local
+        server during a turn), so a pause inside it cannot drag the floor down.
+        """
         if isinstance(frame, bytes | bytearray | memoryview):
             frame = np.frombuffer(frame, dtype="<i2")
         elif frame.ndim != 1:
@@ -251,9 +277,11 @@ class StreamingVad:
         clamped = level if level > self._floor_min else self._floor_min
         if self._floor is None:
             floor = clamped
-        else:
+        elif adapt:
             risen = self._floor + self._rise_db
             floor = clamped if clamped < risen else risen
+        else:
+            floor = self._floor
         self._floor = floor
 
         if level > floor + self._threshold_db and level > self._min_level:

@@ -13,6 +13,7 @@ waits on audio.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Callable
@@ -111,6 +112,7 @@ class ClientResult:
     mic_blocks_sent: int
     mic_blocks_dropped: int
     reconnects: int
+    renewals: int = 0
 
 
 class RealtimeClient:
@@ -144,13 +146,16 @@ class RealtimeClient:
         self._renew = asyncio.Event()
         self._conn: Connection | None = None
         # Mic blocks, and push-to-talk events that must follow the audio before them.
-        self._mic: asyncio.Queue[bytes | dict[str, Any]] = asyncio.Queue(MIC_QUEUE_BLOCKS)
+        self._outbox: collections.deque[bytes | dict[str, Any]] = collections.deque()
+        self._outbox_ready = asyncio.Event()
         self._reconnector = Reconnector(options.backoff)
         self._renewal = SessionRenewal(options.renewal, clock)
         self._secrets = (options.api_key,)
         self.mic_blocks_sent = 0
         self.mic_blocks_dropped = 0
         self.reconnects = 0
+        """Connections replaced after a loss (renewals are counted apart)."""
+        self.renewals = 0
         self._background: set[asyncio.Future[None]] = set()
 
     def stop(self, reason: str) -> None:
@@ -188,6 +193,7 @@ class RealtimeClient:
             mic_blocks_sent=self.mic_blocks_sent,
             mic_blocks_dropped=self.mic_blocks_dropped,
             reconnects=self.reconnects,
+            renewals=self.renewals,
         )
 
     async def _chime(self) -> None:
@@ -242,11 +248,12 @@ class RealtimeClient:
         from pivoicectl.realtime.token_source import TokenFailed
 
         first = True
+        renewing = False
         ever_connected = False
         while not self.stop_event.is_set():
-            if not first:
+            if not first and not renewing:
                 self.reconnects += 1
-            first = False
+            first = renewing = False
             try:
                 bearer = await self._bearer(ever_connected)
             except TokenFailed as exc:
@@ -282,6 +289,8 @@ class RealtimeClient:
                 await asyncio.wait_for(conn.close(), 2.0)
             self._execute(self.conversation.disconnected(self.clock(), outcome))
             if outcome == "renew":
+                self.renewals += 1
+                renewing = True
                 self.ui.show("status", "(renewing the session before the service's time limit)")
                 continue
             if outcome != "stop" and not await self._backoff(f"connection lost ({outcome})"):
@@ -314,8 +323,7 @@ class RealtimeClient:
 
     async def _serve(self, conn: Connection) -> str:
         """Run one connection; returns why it ended: stop, renew or a loss reason."""
-        while not self._mic.empty():  # audio from before this session is stale
-            self._mic.get_nowait()
+        self._outbox.clear()  # audio from before this session is stale
         self._renew.clear()
         receiver = asyncio.create_task(self._receive(conn))
         sender = asyncio.create_task(self._send_mic(conn))
@@ -357,7 +365,11 @@ class RealtimeClient:
 
     async def _send_mic(self, conn: Connection) -> None:
         while True:
-            item = await self._mic.get()
+            if not self._outbox:
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            item = self._outbox.popleft()
             if not self.conversation.ready:
                 continue
             if isinstance(item, dict):
@@ -393,10 +405,17 @@ class RealtimeClient:
                 self._execute([action])
 
     def _enqueue(self, item: bytes | dict[str, Any]) -> None:
-        if self._mic.full():
-            self._mic.get_nowait()
-            self.mic_blocks_dropped += 1
-        self._mic.put_nowait(item)
+        """Queue for the uplink. When the socket is slow the oldest audio block gives
+        way; push-to-talk events never do (a lost commit loses the whole question)."""
+        outbox = self._outbox
+        if len(outbox) >= MIC_QUEUE_BLOCKS:
+            for index, old in enumerate(outbox):
+                if isinstance(old, bytes):
+                    del outbox[index]
+                    self.mic_blocks_dropped += 1
+                    break
+        outbox.append(item)
+        self._outbox_ready.set()
 
     def _on_mic(self, pcm: bytes) -> None:
         """A mic block from the audio thread (already on the loop)."""
@@ -433,7 +452,8 @@ class RealtimeClient:
             now = self.clock()
             if duration is not None and now - start_s >= duration:
                 self.stop(f"{duration:g} s elapsed")
-            if self._conn is not None and self._renewal.should_renew(self.conversation.idle):
+            idle = self.conversation.is_idle(now)
+            if self._conn is not None and self._renewal.should_renew(idle):
                 self._renew.set()
             await asyncio.sleep(TICK_S)
 

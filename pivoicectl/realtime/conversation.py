@@ -227,10 +227,24 @@ class Conversation:
 
     # --- derived state -------------------------------------------------------------
 
-    @property
-    def idle(self) -> bool:
-        """Nobody speaking, no answer running or playing: a safe moment to renew."""
-        return not self.user_speaking and not self._active and self.playback.queued_samples == 0
+    ANSWER_WAIT_S = 10.0
+    """After the user's turn ended, how long an answer that has not started yet still
+    counts as coming (a turn the service never answers must not block renewal)."""
+
+    def is_idle(self, now_s: float) -> bool:
+        """Nobody speaking, no answer awaited, running or playing: a safe moment to
+        renew. Between the end of the user's turn and `response.created` (a whole round
+        trip with push-to-talk) a renewal would throw the question away."""
+        awaiting = (
+            self._speech_stopped_s is not None
+            and now_s - self._speech_stopped_s < self.ANSWER_WAIT_S
+        )
+        return (
+            not self.user_speaking
+            and not awaiting
+            and not self._active
+            and self.playback.queued_samples == 0
+        )
 
     @property
     def server_cancels_on_speech(self) -> bool:

@@ -52,6 +52,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from pivoicectl.dsp.vad import StreamingVad, VadSettings
 from pivoicectl.errors import UserError
 from pivoicectl.realtime.events import (
     BYTES_PER_SAMPLE,
@@ -132,22 +133,18 @@ def vad_margin_db(threshold: float) -> float:
     return 6.0 + 24.0 * min(1.0, max(0.0, threshold))
 
 
-def frame_levels_dbfs(pcm16: np.ndarray, frame_samples: int) -> np.ndarray:
-    """RMS level in dBFS of each whole frame of int16 samples (zeros -> -100 dBFS)."""
-    n_frames = len(pcm16) // frame_samples
-    frames = pcm16[: n_frames * frame_samples].astype(np.float64).reshape(n_frames, -1)
-    rms = np.sqrt(np.mean(frames * frames, axis=1)) / 32768.0
-    return 20.0 * np.log10(np.maximum(rms, 1e-5))
-
-
 class EnergyVad:
-    """Energy VAD over a PCM16 stream with an adaptive noise floor.
+    """Turn boundaries over a PCM16 stream, on the energy VAD of `pivoicectl.dsp.vad`.
 
     Pure and incremental: `feed` takes any number of bytes and returns the turn
-    boundaries found in the complete frames so far. The noise floor follows quiet
-    frames (quickly down, 5 dB/s up) and freezes during speech, so a long utterance
-    does not raise its own threshold. The stop threshold is the start threshold minus a
-    hysteresis, so a voice decaying at the end of a word does not end the turn early.
+    boundaries found in the complete frames so far. Whether a frame is loud is the
+    shared `StreamingVad` decision: `vad_margin_db(threshold)` above an adaptive noise
+    floor (down at once, up at most 5 dB/s; the first frame only calibrates it) and above
+    `vad_min_level_dbfs`. What is the server's own is the turn around those frames:
+    `vad_min_speech_ms` of consecutive loud frames start it; during it the floor is
+    frozen, so a long utterance does not raise it and a pause does not drag it down; the
+    stop threshold is the start threshold minus a hysteresis, so a voice decaying at the
+    end of a word does not end the turn early; `silence_duration_ms` below it ends it.
     """
 
     FLOOR_RISE_DB_PER_S = 5.0
@@ -159,16 +156,15 @@ class EnergyVad:
         settings: LocalServerSettings = LocalServerSettings(),
         position_samples: int = 0,
     ) -> None:
-        self.frame_samples = ms_to_samples(settings.vad_frame_ms)
-        self.min_level_dbfs = settings.vad_min_level_dbfs
+        self._settings = settings
+        self.frames = StreamingVad(SAMPLE_RATE_HZ, self._frame_settings(threshold))
+        self.frame_samples = self.frames.frame_len
         self.hysteresis_db = settings.vad_hysteresis_db
         self.min_speech_frames = max(
             1, math.ceil(settings.vad_min_speech_ms / settings.vad_frame_ms)
         )
-        self.margin_db = vad_margin_db(threshold)
         self.silence_samples = ms_to_samples(silence_duration_ms)
         self.position_samples = position_samples
-        self.noise_floor_dbfs: float | None = None
         self.speaking = False
         self._pending = b""
         self._loud_run = 0
@@ -177,9 +173,18 @@ class EnergyVad:
         self._last_loud_end = 0
         self._quiet_samples = 0
 
+    def _frame_settings(self, threshold: float) -> VadSettings:
+        return VadSettings(
+            frame_ms=float(self._settings.vad_frame_ms),
+            threshold_db=vad_margin_db(threshold),
+            min_level_dbfs=self._settings.vad_min_level_dbfs,
+            hangover_frames=0,
+            noise_rise_db_per_s=self.FLOOR_RISE_DB_PER_S,
+        )
+
     def configure(self, threshold: float, silence_duration_ms: int) -> None:
         """Apply a `session.update` without losing the noise floor or the timeline."""
-        self.margin_db = vad_margin_db(threshold)
+        self.frames.retune(self._frame_settings(threshold))
         self.silence_samples = ms_to_samples(silence_duration_ms)
 
     def reset_turn(self) -> None:
@@ -192,9 +197,12 @@ class EnergyVad:
         self._quiet_samples = 0
 
     @property
+    def noise_floor_dbfs(self) -> float | None:
+        return self.frames.noise_floor_dbfs
+
+    @property
     def start_threshold_dbfs(self) -> float:
-        floor = self.noise_floor_dbfs if self.noise_floor_dbfs is not None else -100.0
-        return max(floor + self.margin_db, self.min_level_dbfs)
+        return self.frames.threshold_dbfs
 
     def feed(self, pcm: bytes) -> list[VadEvent]:
         """Process `pcm`; returns the turn boundaries completed by it."""
@@ -202,43 +210,34 @@ class EnergyVad:
         frame_bytes = self.frame_samples * BYTES_PER_SAMPLE
         n_whole = len(data) // frame_bytes * frame_bytes
         self._pending = data[n_whole:]
-        if not n_whole:
-            return []
-        samples = np.frombuffer(data[:n_whole], dtype="<i2")
+        view = memoryview(data)
         events: list[VadEvent] = []
-        for level in frame_levels_dbfs(samples, self.frame_samples):
-            event = self._frame(float(level))
+        for i in range(0, n_whole, frame_bytes):
+            event = self._frame(view[i : i + frame_bytes])
             if event is not None:
                 events.append(event)
             self.position_samples += self.frame_samples
         return events
 
-    def _frame(self, level: float) -> VadEvent | None:
+    def _frame(self, frame: memoryview) -> VadEvent | None:
         start = self.position_samples
         end = start + self.frame_samples
-        if self.noise_floor_dbfs is None:
-            # The first frame calibrates the floor: a line that starts out noisy must not
-            # start out "speaking". (Speech in the very first 20 ms is missed until the
-            # floor falls back, within a few quiet frames.)
-            self.noise_floor_dbfs = level
-            return None
+        loud = self.frames.process(frame, adapt=not self.speaking)
         if not self.speaking:
-            threshold = self.start_threshold_dbfs
-            if level >= threshold:
-                if self._loud_run == 0:
-                    self._candidate_start = start
-                self._loud_run += 1
-                if self._loud_run >= self.min_speech_frames:
-                    self.speaking = True
-                    self._stop_threshold_dbfs = threshold - self.hysteresis_db
-                    self._last_loud_end = end
-                    self._quiet_samples = 0
-                    return VadEvent("start", speech_start_samples=self._candidate_start)
+            if not loud:
+                self._loud_run = 0
                 return None
-            self._loud_run = 0
-            self._track_floor(level)
-            return None
-        if level >= self._stop_threshold_dbfs:
+            if self._loud_run == 0:
+                self._candidate_start = start
+            self._loud_run += 1
+            if self._loud_run < self.min_speech_frames:
+                return None
+            self.speaking = True
+            self._stop_threshold_dbfs = self.frames.threshold_dbfs - self.hysteresis_db
+            self._last_loud_end = end
+            self._quiet_samples = 0
+            return VadEvent("start", speech_start_samples=self._candidate_start)
+        if self.frames.level_dbfs >= self._stop_threshold_dbfs:
             self._last_loud_end = end
             self._quiet_samples = 0
             return None
@@ -253,14 +252,6 @@ class EnergyVad:
             speech_end_samples=self._last_loud_end,
             stop_samples=end,
         )
-
-    def _track_floor(self, level: float) -> None:
-        assert self.noise_floor_dbfs is not None
-        if level < self.noise_floor_dbfs:
-            self.noise_floor_dbfs = 0.5 * (self.noise_floor_dbfs + level)
-        else:
-            rise = self.FLOOR_RISE_DB_PER_S * self.frame_samples / SAMPLE_RATE_HZ
-            self.noise_floor_dbfs = min(level, self.noise_floor_dbfs + rise)
 
 
 # --- what the server records -------------------------------------------------------------

@@ -171,3 +171,23 @@ def test_segments_of_a_recording_that_starts_mid_word():
     assert segments[0][1] == pytest.approx(1.0, abs=0.02)
     assert speech_segments(np.zeros(RATE), RATE) == []
     assert speech_segments(np.zeros(10), RATE) == []
+
+
+def test_retune_keeps_the_floor_and_adapt_false_leaves_it_alone():
+    vad = StreamingVad(RATE)
+    quiet = noise(0.02, -45.0)
+    mid = tone(0.02, -33.0)
+    vad.process(quiet)
+    floor = vad.noise_floor_dbfs
+    assert vad.threshold_dbfs == pytest.approx(floor + 9.0)
+    assert vad.process(mid) is True  # 12 dB above the floor
+    vad.retune(VadSettings(threshold_db=18.0, hangover_frames=0))
+    assert vad.process(mid) is False  # same floor, higher margin
+    assert vad.noise_floor_dbfs == pytest.approx(floor + 2 * 0.06)
+    frozen = vad.noise_floor_dbfs
+    assert vad.process(np.zeros(FRAME), adapt=False) is False
+    assert vad.noise_floor_dbfs == frozen
+    assert vad.process(np.zeros(FRAME)) is False
+    assert vad.noise_floor_dbfs == VadSettings(threshold_db=18.0).floor_min_dbfs
+    with pytest.raises(ValueError, match="frame length"):
+        vad.retune(VadSettings(frame_ms=10.0))

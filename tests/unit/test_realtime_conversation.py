@@ -195,9 +195,9 @@ def test_disconnect_closes_running_turns_and_keeps_the_queue():
 
 def test_idle_and_user_transcripts():
     conv = make()
-    assert conv.idle
+    assert conv.is_idle(0)
     conv.handle(evt("input_audio_buffer.speech_started"), 0)
-    assert not conv.idle
+    assert not conv.is_idle(0)
     actions = conv.handle(
         evt(
             "conversation.item.input_audio_transcription.completed",
@@ -207,6 +207,19 @@ def test_idle_and_user_transcripts():
         0.1,
     )
     assert Show("user", "hello") in actions
+
+
+def test_not_idle_while_an_answer_is_awaited_but_not_forever():
+    conv = make()
+    conv.handle(evt("session.created", session={"id": "sess_1"}), 0)
+    conv.handle(evt("input_audio_buffer.speech_started", item_id="item_u"), 0)
+    conv.handle(evt("input_audio_buffer.speech_stopped", item_id="item_u"), 1.0)
+    assert not conv.is_idle(1.5)  # the question is in; its answer has not started
+    assert conv.is_idle(1.0 + conv.ANSWER_WAIT_S)  # an answer that never comes
+    conv.handle(evt("response.created", response={"id": "resp_1", "status": "in_progress"}), 2)
+    assert not conv.is_idle(2.0)  # running
+    conv.handle(done("resp_1"), 2.5)
+    assert conv.is_idle(2.5)
 
 
 def test_memory_stays_bounded_over_many_turns():
@@ -219,7 +232,9 @@ def test_memory_stays_bounded_over_many_turns():
         rid, iid = f"resp_{k}", f"item_{k}"
         conv.handle(evt("response.created", response={"id": rid, "status": "in_progress"}), t)
         conv.handle(delta(20, response_id=rid, item_id=iid), t)
-        conv.handle(evt("response.output_audio_transcript.done", response_id=rid, transcript="x"), t)
+        conv.handle(
+            evt("response.output_audio_transcript.done", response_id=rid, transcript="x"), t
+        )
         conv.handle(evt("response.output_audio.done", item_id=iid), t)
         conv.handle(done(rid), t)
         t = play(conv, 3, t)

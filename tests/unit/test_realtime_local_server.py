@@ -147,6 +147,21 @@ def test_energy_vad_ignores_a_click():
     assert vad.feed(silence(200) + tone(20, dbfs=-6) + silence(600)) == []
 
 
+def test_energy_vad_freezes_the_floor_during_a_turn_and_keeps_it_on_configure():
+    vad = EnergyVad(threshold=0.5, silence_duration_ms=500)
+    assert vad.feed(noise(1000, dbfs=-40)) == []
+    floor = vad.noise_floor_dbfs
+    assert floor is not None
+    assert [e.kind for e in vad.feed(tone(300, dbfs=-10))] == ["start"]
+    during = vad.noise_floor_dbfs
+    assert during == pytest.approx(floor, abs=0.5)  # only the frames before the start
+    assert vad.feed(silence(300) + tone(300, dbfs=-10)) == []  # a pause inside the turn
+    assert vad.noise_floor_dbfs == during
+    vad.configure(threshold=0.9, silence_duration_ms=300)
+    assert vad.noise_floor_dbfs == during
+    assert [e.kind for e in vad.feed(noise(400, dbfs=-40, seed=2))] == ["stop"]
+
+
 # --- a whole turn over the socket ----------------------------------------------------------
 
 

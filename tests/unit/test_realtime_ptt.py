@@ -22,7 +22,13 @@ from pivoicectl.realtime.client import ClientOptions, RealtimeClient
 from pivoicectl.realtime.conversation import Conversation
 from pivoicectl.realtime.local_server import LocalServerThread
 from pivoicectl.realtime.playback import PlaybackQueue, TruncationMargins
-from pivoicectl.realtime.ptt_input import GpioButton, GpioSettings, KeyButton, load_gpio
+from pivoicectl.realtime.ptt_input import (
+    GpioButton,
+    GpioSettings,
+    KeyButton,
+    KeyTiming,
+    load_gpio,
+)
 from pivoicectl.realtime.trace import TraceWriter
 
 pytestmark = pytest.mark.timeout(40)
@@ -185,18 +191,41 @@ def test_gpio_button_press_clears_release_commits_and_asks_and_press_stops_the_a
     assert "input_audio_buffer.append" not in server.server.log.types("in")[:1]
 
 
-def test_key_button_through_a_pseudo_terminal():
+FIVE = [
+    "session.update",
+    "input_audio_buffer.clear",
+    "append",
+    "input_audio_buffer.commit",
+    "response.create",
+]
+
+
+async def _hold_space(
+    master: int, repeat_delay_s: float, interval_s: float, held_s: float
+) -> float:
+    """What a terminal sends while the space bar is held: a space, then auto-repeats.
+    Returns the time of the last space (time.monotonic, like KeyButton's clock)."""
+    start = time.monotonic()
+    os.write(master, b" ")
+    await asyncio.sleep(repeat_delay_s)
+    last = time.monotonic()
+    while last - start < held_s:
+        os.write(master, b" ")
+        last = time.monotonic()
+        await asyncio.sleep(interval_s)
+    return last
+
+
+def test_key_button_tap_to_talk_tap_to_send_through_a_pseudo_terminal():
     master, slave = pty.openpty()
 
     async def scenario(server: LocalServerThread) -> Conversation:
-        button = KeyButton(fd=slave, repeat_gap_s=0.2)
+        button = KeyButton(fd=slave, timing=KeyTiming(max_repeat_delay_s=0.3))
         client, conv = _client(server, button)
         task = asyncio.create_task(client.run())
         await _until(lambda: conv.ready, 10, "session")
         os.write(master, b" ")  # start talking
-        await asyncio.sleep(0.05)
-        os.write(master, b" ")  # auto-repeat: ignored
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.6)  # no auto-repeat came: it was a tap
         os.write(master, b"x ")  # other keys ignored; this space sends
         await _until(lambda: len(conv.turns) >= 1, 10, "the answer")
         client.stop("test")
@@ -210,13 +239,118 @@ def test_key_button_through_a_pseudo_terminal():
     finally:
         os.close(master)
         os.close(slave)
-    assert seq == [
-        "session.update",
-        "input_audio_buffer.clear",
-        "append",
-        "input_audio_buffer.commit",
-        "response.create",
-    ], seq
+    assert seq == FIVE, seq
+
+
+def test_key_button_hold_reports_press_then_release_through_a_pseudo_terminal():
+    """Auto-repeat at 40 ms after a 300 ms delay, as a terminal sends for a held bar."""
+    master, slave = pty.openpty()
+    reports: list[tuple[float, bool]] = []
+
+    async def scenario() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        button = KeyButton(fd=slave)  # the real timing
+        button.start(loop, lambda pressed: reports.append((time.monotonic(), pressed)))
+        try:
+            first = time.monotonic()
+            last = await _hold_space(master, 0.3, 0.04, 1.2)
+            await _until(lambda: len(reports) >= 2, 5, "the release")
+            await asyncio.sleep(0.3)  # and nothing after it
+        finally:
+            button.stop()
+        return first, last
+
+    try:
+        first, last = asyncio.run(asyncio.wait_for(scenario(), 20))
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert [pressed for _, pressed in reports] == [True, False], reports
+    (pressed_at, _), (released_at, _) = reports
+    assert pressed_at - first < 0.2  # at once, not after the repeat delay
+    gap = KeyTiming().release_gap_s
+    assert last + gap - 0.02 <= released_at < last + KeyTiming().max_release_gap_s + 0.3
+
+
+def test_key_button_hold_talks_and_sends_through_the_client():
+    master, slave = pty.openpty()
+
+    async def scenario(server: LocalServerThread) -> Conversation:
+        button = KeyButton(fd=slave)
+        client, conv = _client(server, button)
+        task = asyncio.create_task(client.run())
+        await _until(lambda: conv.ready, 10, "session")
+        await _hold_space(master, 0.3, 0.04, 0.8)
+        await _until(lambda: len(conv.turns) >= 1, 10, "the answer")
+        client.stop("test")
+        await asyncio.wait_for(task, 10)
+        return conv
+
+    try:
+        with LocalServerThread() as server:
+            asyncio.run(asyncio.wait_for(scenario(server), 30))
+            seq = _sequence(server)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert seq == FIVE, seq
+
+
+def test_key_button_counts_a_space_that_waited_through_a_stall_as_a_repeat():
+    """The loop was busy past the release deadline while a repeat sat in the terminal:
+    the timer reads it first, so the hold goes on instead of release-then-press."""
+    master, slave = pty.openpty()
+    reports: list[bool] = []
+
+    async def scenario() -> None:
+        button = KeyButton(fd=slave)
+        button.start(asyncio.get_running_loop(), reports.append)
+        try:
+            os.write(master, b" ")
+            await asyncio.sleep(0.3)
+            os.write(master, b" ")  # the first auto-repeat: a hold
+            await _until(lambda: button.tracker.deadline_s is not None, 2, "the repeat")
+            await asyncio.sleep(0.05)
+            os.write(master, b" ")
+            time.sleep(0.4)  # a stall: the release deadline passes with the space unread
+            button._deadline()  # the timer runs first
+            assert reports == [True]
+            await asyncio.sleep(0.1)
+            assert reports == [True]
+            await _until(lambda: len(reports) >= 2, 3, "the release")
+        finally:
+            button.stop()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 10))
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert reports == [True, False]
+
+
+def test_key_button_ends_a_hold_when_the_terminal_goes_away():
+    master, slave = pty.openpty()
+    reports: list[bool] = []
+
+    async def scenario() -> None:
+        button = KeyButton(fd=slave)
+        button.start(asyncio.get_running_loop(), reports.append)
+        try:
+            os.write(master, b" ")
+            await asyncio.sleep(0.3)
+            os.write(master, b" ")
+            await asyncio.sleep(0.03)
+            os.close(master)  # the terminal closes while the bar is held
+            await _until(lambda: len(reports) >= 2, 3, "the release")
+        finally:
+            button.stop()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 10))
+    finally:
+        os.close(slave)
+    assert reports == [True, False]
 
 
 def test_a_short_tap_sends_no_commit():
