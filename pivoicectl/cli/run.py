@@ -85,6 +85,13 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option(help="Local barge-in: keep listening this long after the audio ends."),
         ] = None,
+        barge_in_vad: Annotated[
+            str | None,
+            typer.Option(
+                help="Local barge-in: energy (numpy) or silero (a neural VAD; pip install "
+                "'pivoicectl\\[silero]') \\[default: energy]."
+            ),
+        ] = None,
         echo_guard: Annotated[
             str | None,
             typer.Option(
@@ -166,6 +173,7 @@ def register(app: typer.Typer) -> None:
             "barge_in_window_size": barge_in_window_size,
             "barge_in_lockout_seconds": barge_in_lockout_seconds,
             "barge_in_grace_period_seconds": barge_in_grace_period_seconds,
+            "barge_in_vad": barge_in_vad,
             "echo_guard": echo_guard,
             "echo_tail_ms": echo_tail_ms,
             "echo_erl_db": echo_erl_db,

@@ -9,7 +9,10 @@ the truncate); the audio keeps flowing, so the service still hears the whole tur
 The decision follows seed 003's model, counted in frames of `frame_ms`:
 
 * a frame is speech by the energy VAD of `pivoicectl.dsp.vad` (no hangover: every
-  frame counts on its own);
+  frame counts on its own), or with `vad_engine="silero"` by the Silero model of
+  `pivoicectl.realtime.neural_vad` (probability >= `silero_threshold`; frames are then
+  the model's 32 ms whatever `frame_ms` says, and the model only runs while the
+  detector listens: during an answer and its grace period);
 * the detector is armed only while the assistant's audio plays, and for
   `grace_period_seconds` after the last of it (the echo tail, and a person who starts
   just as the answer ends);
@@ -18,7 +21,8 @@ The decision follows seed 003's model, counted in frames of `frame_ms`:
 * it triggers when at least `threshold` of the last `window_size` frames are speech,
   at most once per assistant episode.
 
-Pure apart from numpy: PCM and the caller's monotonic clock in, a bool out.
+Pure apart from numpy (and the optional model): PCM and the caller's monotonic clock in,
+a bool out.
 """
 
 from __future__ import annotations
@@ -29,10 +33,14 @@ from dataclasses import dataclass
 from pivoicectl.dsp.vad import StreamingVad, VadSettings
 from pivoicectl.errors import UserError
 from pivoicectl.realtime.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ
+from pivoicectl.realtime.neural_vad import SileroFrameVad, load_silero
 
 BARGE_IN_CHOICES = ("server", "local", "off")
 """`--barge-in` values: who decides the person interrupts (the service, the device) or
 nobody (the assistant always finishes)."""
+
+VAD_ENGINE_CHOICES = ("energy", "silero")
+"""`--barge-in-vad` values: the numpy energy VAD, or the Silero model (an extra)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,8 @@ class BargeInSettings:
     simulated room that is 121 ms median from speech onset at the mic to silence at the
     speaker (3 frames gave 152 ms, over the 150 ms goal). Raise `threshold` and
     `lockout_seconds` if noise interrupts the assistant (seed 003 uses 15 of 24).
+    `vad_engine="silero"` (the `silero` extra) decides speech by a neural model instead
+    of energy, in 32 ms frames (`frame_ms` and the `vad_*` levels then do not apply).
     """
 
     frame_ms: int = 30
@@ -52,8 +62,20 @@ class BargeInSettings:
     grace_period_seconds: float = 1.0
     vad_threshold_db: float = 9.0
     vad_min_level_dbfs: float = -50.0
+    vad_engine: str = "energy"
+    silero_threshold: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.vad_engine not in VAD_ENGINE_CHOICES:
+            raise UserError(
+                f"unknown --barge-in-vad {self.vad_engine!r}",
+                hint="use one of: " + ", ".join(VAD_ENGINE_CHOICES),
+            )
+        if not 0.0 < self.silero_threshold < 1.0:
+            raise UserError(
+                f"barge-in silero_threshold={self.silero_threshold} is out of range",
+                hint="use a probability between 0 and 1, e.g. 0.5",
+            )
         if not 10 <= self.frame_ms <= 200:
             raise UserError(
                 f"barge-in frame_ms={self.frame_ms} is out of range", hint="use 10 to 200"
@@ -77,6 +99,11 @@ class BargeInSettings:
             hangover_frames=0,
         )
 
+    def check_engine(self) -> None:
+        """A UserError now (not when the first answer plays) if the engine cannot load."""
+        if self.vad_engine == "silero":
+            load_silero()
+
 
 class BargeInDetector:
     """Feed every mic block with whether the assistant is audible; True = interrupt now.
@@ -89,7 +116,11 @@ class BargeInDetector:
 
     def __init__(self, settings: BargeInSettings = BargeInSettings()) -> None:
         self.settings = settings
-        self.vad = StreamingVad(SAMPLE_RATE_HZ, settings.vad_settings())
+        self.vad: StreamingVad | SileroFrameVad
+        if settings.vad_engine == "silero":
+            self.vad = SileroFrameVad(settings.silero_threshold)
+        else:
+            self.vad = StreamingVad(SAMPLE_RATE_HZ, settings.vad_settings())
         self._frame_bytes = self.vad.frame_len * BYTES_PER_SAMPLE
         self._pending = bytearray()
         self._window: deque[bool] = deque(maxlen=settings.window_size)
@@ -99,15 +130,19 @@ class BargeInDetector:
         self._fired = False
         self.triggers = 0
 
+    def _listening(self, now_s: float) -> bool:
+        """Assistant audio plays, or played within the grace period."""
+        if self._playing:
+            return True
+        last = self._last_playing_s
+        return last is not None and now_s - last <= self.settings.grace_period_seconds
+
     def _armed(self, now_s: float) -> bool:
         if self._fired or self._episode_start_s is None:
             return False
         if now_s - self._episode_start_s < self.settings.lockout_seconds:
             return False
-        if self._playing:
-            return True
-        last = self._last_playing_s
-        return last is not None and now_s - last <= self.settings.grace_period_seconds
+        return self._listening(now_s)
 
     def _track_playback(self, now_s: float, playing: bool) -> None:
         if playing and not self._playing:
@@ -129,9 +164,15 @@ class BargeInDetector:
         self._track_playback(now_s, assistant_playing)
         self._pending += pcm
         fire = False
+        # The energy VAD needs every frame (its noise floor); the model only when it counts.
+        idle = isinstance(self.vad, SileroFrameVad) and not self._listening(now_s)
         while len(self._pending) >= self._frame_bytes:
             frame = bytes(self._pending[: self._frame_bytes])
             del self._pending[: self._frame_bytes]
+            if idle:
+                self.vad.skip(frame)
+                self._window.clear()
+                continue
             speech = self.vad.process(frame)
             if not self._armed(now_s):
                 self._window.clear()

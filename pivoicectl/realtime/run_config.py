@@ -18,6 +18,7 @@ Example config file:
     barge_in_window_size = 5
     barge_in_lockout_seconds = 0.5
     barge_in_grace_period_seconds = 1.0
+    barge_in_vad = "energy"     # energy | silero (pip install 'pivoicectl[silero]')
     echo_guard = "vad-gate"     # off | gate | vad-gate (no working echo canceller)
     echo_tail_ms = 300
     echo_erl_db = 12.0          # echo return loss from `pivoicectl measure` (optional)
@@ -74,6 +75,7 @@ _FIELDS: dict[str, tuple[str, type]] = {
     "barge_in_window_size": ("PIVOICECTL_BARGE_IN_WINDOW_SIZE", int),
     "barge_in_lockout_seconds": ("PIVOICECTL_BARGE_IN_LOCKOUT_SECONDS", float),
     "barge_in_grace_period_seconds": ("PIVOICECTL_BARGE_IN_GRACE_PERIOD_SECONDS", float),
+    "barge_in_vad": ("PIVOICECTL_BARGE_IN_VAD", str),
     "echo_guard": ("PIVOICECTL_ECHO_GUARD", str),
     "echo_tail_ms": ("PIVOICECTL_ECHO_TAIL_MS", int),
     "echo_erl_db": ("PIVOICECTL_ECHO_ERL_DB", float),
@@ -115,6 +117,7 @@ class RunSettings:
     barge_in_window_size: int = BargeInSettings.window_size
     barge_in_lockout_seconds: float = BargeInSettings.lockout_seconds
     barge_in_grace_period_seconds: float = BargeInSettings.grace_period_seconds
+    barge_in_vad: str = BargeInSettings.vad_engine
     echo_guard: str = "off"
     echo_tail_ms: int = EchoGuardSettings.tail_ms
     echo_erl_db: float | None = None
@@ -151,6 +154,8 @@ class RunSettings:
                 hint="use one of: " + ", ".join(BARGE_IN_CHOICES),
             )
         self.barge_in_settings()  # validates the tuning
+        if self.barge_in == "local":
+            self.barge_in_settings().check_engine()  # a missing extra fails before the run
         self.echo_guard_settings()
         if self.vad not in VAD_CHOICES:
             raise UserError(
@@ -190,6 +195,7 @@ class RunSettings:
             window_size=self.barge_in_window_size,
             lockout_seconds=self.barge_in_lockout_seconds,
             grace_period_seconds=self.barge_in_grace_period_seconds,
+            vad_engine=self.barge_in_vad,
         )
 
     def echo_guard_settings(self) -> EchoGuardSettings:
