@@ -36,7 +36,10 @@ from typing import Any
 from pivoicectl.errors import UserError
 
 PTT_CHOICES = ("gpio", "key")
-GPIO_INSTALL_HINT = "pip install 'pivoicectl[gpio]' (on a Pi 5 it installs rpi-lgpio)"
+GPIO_INSTALL_HINT = (
+    "pip install 'pivoicectl[gpio]' on a Pi 1-4; on a Pi 5, "
+    "sudo apt install python3-rpi-lgpio (and a venv made with --system-site-packages)"
+)
 BCM_PINS = range(0, 28)
 
 
