@@ -36,6 +36,8 @@ class RunSummary:
     elapsed_s: float
     cpu_s: float
     cpu_percent: float
+    """Of this process over the whole run (with --local, the parrot server's too)."""
+    local_server: bool
     connections: int
     reconnects: int
     renewals: int
@@ -207,6 +209,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         elapsed_s=round(result.elapsed_s, 3),
         cpu_s=round(result.cpu_s, 4),
         cpu_percent=round(100.0 * result.cpu_s / max(1e-9, time.monotonic() - started), 3),
+        local_server=settings.local,
         connections=summary_data.connections,
         reconnects=result.reconnects,
         renewals=result.renewals,
@@ -237,6 +240,7 @@ def render_summary(summary: RunSummary, json_out: bool) -> None:
     c.print(
         f"[bold]session ended[/] ({summary.reason}) after {summary.elapsed_s:.1f} s, "
         f"{summary.connections} connection(s), CPU {summary.cpu_percent:.2f}% of one core"
+        + (" (the built-in parrot server's included)" if summary.local_server else "")
     )
     if summary.turns:
         table = Table("turn", "status", "voice-to-voice", "first audio", "interrupt", "truncated")
