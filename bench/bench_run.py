@@ -17,8 +17,11 @@ Figures (goals from issue 4):
     minimum delivery delay: an upper bound);
 * first-audio latency, first delta received -> first sample audible (goal <= 50 ms):
   client-side (callback time + reported output latency);
-* client CPU per second of duplex audio (goal <= 1% of one core): process CPU time of
-  `run` over its wall time (the mic streams throughout, so all of it is duplex time).
+* client CPU per second of duplex audio (goal <= 1% of one core): CPU time of all of
+  `run`'s threads from session.created to the end over that wall time (the mic streams
+  throughout, so all of it is duplex time), also per thread; next to it, in the same
+  run, what the machine charges for a wakeup and the CPU of the least client these
+  packages allow (FLOOR_CLIENT), so the ratio survives a noisy machine.
 """
 
 from __future__ import annotations
@@ -165,6 +168,54 @@ def wakeup_cost_percent(seconds: float = 3.0, hz: float = 50.0) -> float:
     return asyncio.run(tick())
 
 
+FLOOR_CLIENT = r"""
+import asyncio, base64, json, sys, time
+import sounddevice as sd
+from websockets.asyncio.client import connect
+
+async def main(url, seconds):
+    loop = asyncio.get_running_loop()
+    async with connect(url, additional_headers={"Authorization": "Bearer x"}, proxy=None) as ws:
+        await ws.recv()  # session.created
+        queue = asyncio.Queue()
+
+        def on_input(indata, frames, time_info, status):
+            loop.call_soon_threadsafe(queue.put_nowait, bytes(indata))
+
+        async def send():
+            while True:
+                pcm = await queue.get()
+                await ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                          "audio": base64.b64encode(pcm).decode()}))
+
+        sender = asyncio.create_task(send())
+        with sd.RawInputStream(samplerate=24000, channels=1, dtype="int16", blocksize=480,
+                               latency="low", device="pulse", callback=on_input):
+            await asyncio.sleep(1.0)
+            cpu0, wall0 = time.process_time(), time.monotonic()
+            await asyncio.sleep(seconds)
+            print(100 * (time.process_time() - cpu0) / (time.monotonic() - wall0))
+        sender.cancel()
+
+asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+"""
+"""The least a Python client with these packages can do: a 20 ms PortAudio mic stream
+whose blocks go to the WebSocket as input_audio_buffer.append, nothing else."""
+
+
+def floor_client_percent(env: dict[str, str], url: str, seconds: float = 10.0) -> float:
+    """CPU share of FLOOR_CLIENT in the same room, against the same server."""
+    out = subprocess.run(
+        [sys.executable, "-c", FLOOR_CLIENT, url, str(seconds)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -196,6 +247,7 @@ def main() -> None:
         )
         assert server.stdout is not None
         server.stdout.readline()  # "local Realtime server on ..."
+        floor = floor_client_percent(env, f"ws://127.0.0.1:{port}/v1/realtime")
         recorder = StampedRecorder(env, "sim_speaker.monitor")
         run = RunProcess(
             env,
@@ -271,6 +323,10 @@ def main() -> None:
         f"{summary['cpu_s']:.3f} s over {summary['elapsed_s']:.1f} s = {cpu:.2f}%"
     )
     print(f"this machine: an asyncio loop woken 50 times a second uses {wakeup_cost:.2f}%")
+    print(
+        f"floor: a bare 20 ms mic -> WebSocket client (sounddevice + websockets, no "
+        f"playback, no processing) uses {floor:.2f}%; the client is {duplex / floor:.1f}x that"
+    )
     by_thread = ", ".join(f"{k} {v:.2f} s" for k, v in used if v > 0)
     print(f"client CPU by thread from session.created on: {by_thread}")
     print(
