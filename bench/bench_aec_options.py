@@ -1,6 +1,7 @@
 """Which webrtc options to ship: ERLE, double-talk retention and convergence per option set.
 
 Run: .venv/bin/python bench/bench_aec_options.py [--rt60 0.3] [--quick] [--json]
+     [--only shipped,noise_suppression,pipewire] [--repeat 5]
 
 Starts its own simulated room (a private PipeWire, nothing else is touched) with a
 reverberant echo path, then for each option set writes the echo-cancel config from
@@ -12,6 +13,16 @@ Also the issue-3 benchmark: the first two rows are the shipped defaults and Pipe
 untuned defaults (an empty aec.args), against the goals ERLE >= 40 dB and retention
 >= -6 dB. For the VAD's cost see bench/bench_vad.py. Re-run on PipeWire 0.3.65 with the
 same command: the template and the option keys follow the installed generation.
+
+Why --repeat: a fresh canceller lands differently each time (ERLE scatters by 10-20 dB
+between runs, retention by about 1 dB), so one run per row decides nothing. `--repeat N`
+measures each row N times, each with a fresh canceller, and prints mean ± standard
+deviation (n) per figure; compare rows by their standard errors (sd/sqrt(n)). A mean
+marked >= includes capped runs and is only a lower bound. The repeats go round-robin over
+the rows, so drift (other load on the machine) spreads evenly over them. `--only` picks
+rows by id: shipped, pipewire, or an option's name (noise_suppression, gain_control, ...).
+ERLE(noise) flatters noise_suppression: a steady white-noise echo is what a noise
+suppressor removes anyway; judge it by ERLE(speech) and retention.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -33,13 +45,21 @@ from pivoicectl.sim.room import MIC, SPEAKER, RoomSettings, expected_erl_db
 TALKER_TEXT = "Hey, stop for a second. What is the weather going to be like tomorrow?"
 GOAL_ERLE_DB = 40.0
 GOAL_RETENTION_DB = -6.0
+# (key, label, unit, key of its "at least" flag): the figures that --repeat summarizes
+FIGURES = (
+    ("erle_db", "ERLE(noise)", "dB", "erle_capped"),
+    ("speech_erle_db", "ERLE(speech)", "dB", "speech_erle_capped"),
+    ("retention_db", "retention", "dB", None),
+    ("convergence_s", "convergence", "s", None),
+)
 
 
-def option_sets(quick: bool) -> list[tuple[str, dict[str, bool]]]:
+def option_sets(quick: bool) -> list[tuple[str, str, dict[str, bool]]]:
+    """(id for --only, name, aec.args) per row."""
     shipped = dict(echo_config.DEFAULT_AEC_ARGS)
-    sets: list[tuple[str, dict[str, bool]]] = [
-        ("shipped defaults", shipped),
-        ("PipeWire defaults (empty aec.args)", {}),
+    sets: list[tuple[str, str, dict[str, bool]]] = [
+        ("shipped", "shipped defaults", shipped),
+        ("pipewire", "PipeWire defaults (empty aec.args)", {}),
     ]
     if quick:
         return sets
@@ -52,10 +72,24 @@ def option_sets(quick: bool) -> list[tuple[str, dict[str, bool]]]:
         "webrtc.voice_detection",
     ):
         flipped = {**shipped, key: not shipped.get(key, False)}
-        sets.append(
-            (f"shipped, {key.removeprefix('webrtc.')}={str(flipped[key]).lower()}", flipped)
-        )
+        short = key.removeprefix("webrtc.")
+        sets.append((short, f"shipped, {short}={str(flipped[key]).lower()}", flipped))
     return sets
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Mean, sample standard deviation and n per figure; runs where it is None don't count."""
+    out = {}
+    for key, _, _, capped in FIGURES:
+        vals = [r[key] for r in runs if r[key] is not None]
+        out[key] = {
+            "mean": statistics.fmean(vals) if vals else None,
+            "sd": statistics.stdev(vals) if len(vals) > 1 else None,
+            "n": len(vals),
+            "capped": bool(capped) and any(r[capped] for r in runs),
+        }
+    out["erl_db"] = statistics.fmean(r["erl_db"] for r in runs)
+    return out
 
 
 def _wait_source_ec(timeout_s: float = 20.0) -> None:
@@ -92,6 +126,7 @@ def run_set(paths, version: str, args: dict[str, bool], talker: Path, duration: 
         progress=False,
     )
     noise = m.measure(m.MeasureOptions(duration_s=duration / 2, signal="noise"), progress=False)
+    dt, noise = dt.metrics, noise.metrics
     return {
         "erl_db": noise.erl_db,
         "erle_db": noise.erle_db,
@@ -110,15 +145,30 @@ def main() -> None:
     ap.add_argument("--reverb-db", type=float, default=-10.0)
     ap.add_argument("--duration", type=float, default=8.0)
     ap.add_argument("--quick", action="store_true", help="only shipped vs PipeWire defaults")
+    ap.add_argument(
+        "--only",
+        metavar="ID[,ID]",
+        help="only these rows: shipped, pipewire, noise_suppression, gain_control, ...",
+    )
+    ap.add_argument("--repeat", type=int, default=1, metavar="N", help="runs per row")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    if a.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    sets = option_sets(a.quick and not a.only)
+    if a.only:
+        wanted = a.only.split(",")
+        unknown = set(wanted) - {s[0] for s in sets}
+        if unknown:
+            ap.error(f"unknown --only {sorted(unknown)}; ids: {', '.join(s[0] for s in sets)}")
+        sets = [s for s in sets if s[0] in wanted]
 
     room = RoomSettings(rt60_s=a.rt60, reverb_db=a.reverb_db)
     root = Path(tempfile.mkdtemp(prefix="pvbench-", dir="/tmp"))
     paths = instance.SimPaths(root)
     instance.up(paths, room)
     os.environ.update(instance.environment(paths))
-    rows = []
+    runs: dict[str, list[dict]] = {name: [] for _, name, _ in sets}
     try:
         from pivoicectl.recorder import espeak_wav
 
@@ -126,16 +176,29 @@ def main() -> None:
         if not espeak_wav(TALKER_TEXT, talker):
             sys.exit("espeak-ng is needed for the talker (sudo apt-get install espeak-ng)")
         version = versions.installed_pipewire() or "1.4.2"
-        for name, args in option_sets(a.quick):
-            r = run_set(paths, version, args, talker, a.duration)
-            rows.append({"options": name, "aec_args": args, **r})
-            if not a.json:
-                print(_row(rows[-1]), flush=True)
+        for i in range(1, a.repeat + 1):
+            for _, name, args in sets:
+                r = run_set(paths, version, args, talker, a.duration)
+                runs[name].append(r)
+                if not a.json:
+                    run = f" [{i}/{a.repeat}]" if a.repeat > 1 else ""
+                    print(_row({"options": name + run, **r}), flush=True)
     finally:
         instance.down(paths)
+    if a.repeat == 1:
+        rows = [{"options": name, "aec_args": args, **runs[name][0]} for _, name, args in sets]
+    else:
+        rows = [
+            {"options": name, "aec_args": args, "runs": runs[name], **summarize(runs[name])}
+            for _, name, args in sets
+        ]
     if a.json:
         print(json.dumps({"pipewire": version, "room": room.to_dict(), "rows": rows}, indent=2))
         return
+    if a.repeat > 1:
+        print(f"\nmean ± sd (n) over {a.repeat} runs per row, each with a fresh canceller:")
+        for r in rows:
+            print(_summary_row(r))
     print(
         f"\nPipeWire {version}; room: delay {room.delay_ms} ms, rt60 {room.rt60_s} s, "
         f"reverb {room.reverb_db} dB (ERL {expected_erl_db(room):.1f} dB). Goals: ERLE >= "
@@ -154,6 +217,16 @@ def _row(r: dict) -> str:
         f"retention {f(r['retention_db'])} dB  convergence {f(r['convergence_s'])} s  "
         f"ERL {r['erl_db']:.1f} dB"
     )
+
+
+def _summary_row(r: dict) -> str:
+    cells = []
+    for key, label, unit, _ in FIGURES:
+        s = r[key]
+        mean = "  n/a" if s["mean"] is None else f"{s['mean']:5.1f}"
+        sd = "n/a" if s["sd"] is None else f"{s['sd']:3.1f}"
+        cells.append(f"{label} {'>=' if s['capped'] else '  '}{mean} ± {sd} {unit} ({s['n']})")
+    return f"{r['options']:44} " + "  ".join(cells) + f"  ERL {r['erl_db']:.1f} dB"
 
 
 if __name__ == "__main__":
