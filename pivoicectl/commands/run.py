@@ -105,7 +105,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
     from pivoicectl.realtime.audio_io import SoundDeviceAudio
     from pivoicectl.realtime.client import ClientOptions, RealtimeClient
     from pivoicectl.realtime.conversation import Conversation, summarize
-    from pivoicectl.realtime.mic_path import MicPath
+    from pivoicectl.realtime.mic_path import MicPath, OnsetMuteSettings
     from pivoicectl.realtime.playback import PlaybackQueue, TruncationMargins
     from pivoicectl.realtime.ptt_input import make_button
     from pivoicectl.realtime.trace import TraceWriter
@@ -148,7 +148,12 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         config, playback, max_turns=settings.max_turns, barge_in=settings.barge_in
     )
     guard, erl_note = guard_settings(settings)
-    mic_path = MicPath(settings.barge_in, settings.barge_in_settings(), guard)
+    mic_path = MicPath(
+        settings.barge_in,
+        settings.barge_in_settings(),
+        guard,
+        OnsetMuteSettings(mute_ms=settings.onset_mute_ms),
+    )
     audio = SoundDeviceAudio(
         playback,
         settings.input_device,

@@ -29,6 +29,7 @@ Example config file:
     input_block_ms = 20         # mic block size: also how often audio is sent
     output_block_ms = 20        # speaker block size
     keep_output_open = false    # true: never stop the output stream between answers
+    onset_mute_ms = 300         # mic sent as silence as an answer starts (0: off)
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ _FIELDS: dict[str, tuple[str, type]] = {
     "input_block_ms": ("PIVOICECTL_INPUT_BLOCK_MS", int),
     "output_block_ms": ("PIVOICECTL_OUTPUT_BLOCK_MS", int),
     "keep_output_open": ("PIVOICECTL_KEEP_OUTPUT_OPEN", bool),
+    "onset_mute_ms": ("PIVOICECTL_ONSET_MUTE_MS", int),
     "api_key": ("OPENAI_API_KEY", str),
 }
 
@@ -111,6 +113,7 @@ class RunSettings:
     output_block_ms: int = 20
     input_block_ms: int = 20
     keep_output_open: bool = False
+    onset_mute_ms: int = 300
     barge_in: str = "server"
     barge_in_frame_ms: int = BargeInSettings.frame_ms
     barge_in_threshold: int = BargeInSettings.threshold
@@ -134,6 +137,10 @@ class RunSettings:
                     f"{name} = {value} is out of range",
                     hint=f"use {BLOCK_MS_RANGE[0]} to {BLOCK_MS_RANGE[1]} ms",
                 )
+        if not 0 <= self.onset_mute_ms <= 2000:
+            raise UserError(
+                f"onset_mute_ms = {self.onset_mute_ms} is out of range", hint="use 0 to 2000"
+            )
         for name in ("token_url", "trace_url"):
             value = getattr(self, name)
             if value is not None and not value.startswith(("http://", "https://")):

@@ -10,8 +10,9 @@ from pivoicectl.realtime import events as ev
 from pivoicectl.realtime.barge_in import BargeInDetector, BargeInSettings
 from pivoicectl.realtime.conversation import Conversation, PlayReport, Record, Send
 from pivoicectl.realtime.echo_guard import EchoGuard, EchoGuardSettings, pcm_level_dbfs
-from pivoicectl.realtime.mic_path import MicPath
-from pivoicectl.realtime.playback import PlaybackQueue, TruncationMargins
+from pivoicectl.realtime.mic_path import MicPath, OnsetMuteSettings
+from pivoicectl.realtime.playback import PlaybackQueue, PlayedSpan, TruncationMargins
+from pivoicectl.realtime.run_config import RunSettings
 
 BLOCK_MS = 20
 RATE = ev.SAMPLE_RATE_HZ
@@ -224,13 +225,45 @@ def test_barge_in_off_ignores_speech_started():
 
 
 def test_mic_path_composes_guard_and_detector():
-    assert not MicPath("server").active
+    assert not MicPath("server", onset_settings=OnsetMuteSettings(mute_ms=0)).active
+    assert MicPath("server").active  # the answer-onset mute is on by default
     assert MicPath("local").detector is not None
     guarded = MicPath("local", guard_settings=EchoGuardSettings(mode="vad-gate"))
     assert guarded.detector is None  # the guard owns the decision without a canceller
     path = MicPath("server", guard_settings=EchoGuardSettings(mode="gate"))
     path.played(PlayReport(0.0, 0.0, (), 0, level_dbfs=-20.0))
     assert path.feed(b"ab", 0.01, playing=True).send == ()
+
+
+def _report(t: float, level: float, audio: bool = True) -> PlayReport:
+    spans = (PlayedSpan("item", "resp", 480),) if audio else ()
+    return PlayReport(t, t, spans, 0 if audio else 480, level_dbfs=level)
+
+
+def test_onset_mute_silences_the_mic_as_an_answer_turns_loud_after_quiet():
+    path = MicPath("server", onset_settings=OnsetMuteSettings(mute_ms=300))
+    mic = b"\x01\x02" * 480
+    assert path.feed(mic, 0.0, playing=False).send == (mic,)  # nothing played yet
+    path.played(_report(1.00, -60.0))  # quiet playback (the answer's prefix): no onset
+    assert path.feed(mic, 1.05, playing=True).send == (mic,)
+    path.played(_report(1.10, -25.0))  # the answer turns loud
+    assert path.feed(mic, 1.15, playing=True).send == (bytes(len(mic)),)
+    assert path.feed(mic, 1.39, playing=True).send == (bytes(len(mic)),)
+    for k in range(1, 40):  # loud on and on: one onset only
+        path.played(_report(1.10 + 0.02 * k, -25.0))
+    assert path.feed(mic, 1.41, playing=True).send == (mic,)
+    assert path.onset.blocks_muted == 2
+    path.played(_report(2.5, -25.0))  # 0.72 s after the last loud block: same answer
+    assert path.feed(mic, 2.55, playing=True).send == (mic,)
+    path.played(_report(4.0, -25.0))  # after 1.5 s of quiet: a new answer, muted again
+    assert path.feed(mic, 4.05, playing=True).send == (bytes(len(mic)),)
+
+
+def test_onset_mute_settings_are_checked():
+    with pytest.raises(UserError):
+        OnsetMuteSettings(mute_ms=5000)
+    with pytest.raises(UserError):
+        RunSettings(onset_mute_ms=-1)
 
 
 # --- settings ----------------------------------------------------------------------------
