@@ -216,29 +216,36 @@ async def _hold_space(
     return last
 
 
-def test_key_button_tap_to_talk_tap_to_send_through_a_pseudo_terminal():
+def _key_session(timing: KeyTiming, keys) -> list[str]:
+    """Run the client against the local server with the space bar on a pseudo-terminal;
+    `keys(master)` types; returns what the server received (see `_sequence`)."""
     master, slave = pty.openpty()
 
-    async def scenario(server: LocalServerThread) -> Conversation:
-        button = KeyButton(fd=slave, timing=KeyTiming(max_repeat_delay_s=0.3))
-        client, conv = _client(server, button)
+    async def scenario(server: LocalServerThread) -> None:
+        client, conv = _client(server, KeyButton(fd=slave, timing=timing))
         task = asyncio.create_task(client.run())
         await _until(lambda: conv.ready, 10, "session")
-        os.write(master, b" ")  # start talking
-        await asyncio.sleep(0.6)  # no auto-repeat came: it was a tap
-        os.write(master, b"x ")  # other keys ignored; this space sends
+        await keys(master)
         await _until(lambda: len(conv.turns) >= 1, 10, "the answer")
         client.stop("test")
         await asyncio.wait_for(task, 10)
-        return conv
 
     try:
         with LocalServerThread() as server:
             asyncio.run(asyncio.wait_for(scenario(server), 30))
-            seq = _sequence(server)
+            return _sequence(server)
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_key_button_tap_to_talk_tap_to_send_through_a_pseudo_terminal():
+    async def tap_tap(master: int) -> None:
+        os.write(master, b" ")  # start talking
+        await asyncio.sleep(0.6)  # no auto-repeat came: it was a tap
+        os.write(master, b"x ")  # other keys ignored; this space sends
+
+    seq = _key_session(KeyTiming(max_repeat_delay_s=0.3), tap_tap)
     assert seq == FIVE, seq
 
 
@@ -273,26 +280,10 @@ def test_key_button_hold_reports_press_then_release_through_a_pseudo_terminal():
 
 
 def test_key_button_hold_talks_and_sends_through_the_client():
-    master, slave = pty.openpty()
-
-    async def scenario(server: LocalServerThread) -> Conversation:
-        button = KeyButton(fd=slave)
-        client, conv = _client(server, button)
-        task = asyncio.create_task(client.run())
-        await _until(lambda: conv.ready, 10, "session")
+    async def hold(master: int) -> None:
         await _hold_space(master, 0.3, 0.04, 0.8)
-        await _until(lambda: len(conv.turns) >= 1, 10, "the answer")
-        client.stop("test")
-        await asyncio.wait_for(task, 10)
-        return conv
 
-    try:
-        with LocalServerThread() as server:
-            asyncio.run(asyncio.wait_for(scenario(server), 30))
-            seq = _sequence(server)
-    finally:
-        os.close(master)
-        os.close(slave)
+    seq = _key_session(KeyTiming(), hold)
     assert seq == FIVE, seq
 
 
