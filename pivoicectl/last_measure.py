@@ -15,6 +15,19 @@ from typing import Any
 from pivoicectl import paths
 
 
+def save(result: dict[str, Any]) -> None:
+    """Store a result with the time it was taken; losing it loses nothing, so a
+    read-only state directory does not fail the measurement."""
+    import contextlib
+    import time
+
+    from pivoicectl import fileops
+
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **result}
+    with contextlib.suppress(OSError):
+        fileops.atomic_write(paths.last_measure_file(), json.dumps(record, indent=2).encode())
+
+
 def load() -> dict[str, Any] | None:
     """The stored record, or None when there is none or it cannot be read."""
     try:

@@ -475,17 +475,10 @@ def measure(opts: MeasureOptions, progress: bool = True) -> MeasureResult:
 
 
 def _remember(result: MeasureResult) -> None:
-    """Keep the last result for `doctor` (echo guard advice); losing it loses nothing."""
-    import contextlib
-    import json
-    import time
+    """Keep the last result for `doctor` (echo guard advice) and `run --echo-guard`."""
+    from pivoicectl import last_measure, render
 
-    from pivoicectl import fileops, paths, render
-
-    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **render.to_jsonable(result)}
-    # a read-only state dir must not fail the measurement
-    with contextlib.suppress(OSError):
-        fileops.atomic_write(paths.last_measure_file(), json.dumps(record, indent=2).encode())
+    last_measure.save(render.to_jsonable(result))
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:

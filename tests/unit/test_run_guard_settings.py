@@ -52,3 +52,12 @@ def test_no_usable_measurement_means_estimating(state, content):
     guard, note = guard_settings(RunSettings(echo_guard="vad-gate"))
     assert guard.erl_db is None
     assert note is not None and "estimating" in note
+
+
+def test_what_measure_saves_is_what_run_reads(state):
+    from pivoicectl import last_measure
+
+    last_measure.save({"erl_db": 9.5, "erle_db": 2.0})
+    erl = last_measure.measured_erl()
+    assert erl is not None and erl.erl_db == 9.5 and erl.measured_at[:2] == "20"
+    assert last_measure.load()["erle_db"] == 2.0
