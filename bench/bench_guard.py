@@ -141,14 +141,7 @@ def latency_round(room: Room, mode: str, rounds: int, tmp: Path, url: str) -> li
         time.sleep(0.5)
         for k in range(rounds):
             room.play(question)
-            run.wait_for(
-                lambda r, k=k: (
-                    r["type"] == "response_created"
-                    and sum(x["type"] == "response_created" for x in run.records()) >= 2 * k + 1
-                ),
-                10,
-                "answer",
-            )
+            run.wait_for_answers(2 * k + 1, 10)
             time.sleep(1.5)
             starts.append(time.monotonic())
             room.play(interruption)

@@ -265,14 +265,7 @@ def main() -> None:
         time.sleep(0.5)
         for k in range(args.rounds):
             subprocess.run(["paplay", "-d", "sim_air", str(question)], env=env, check=True)
-            run.wait_for(
-                lambda r, k=k: (
-                    r["type"] == "response_created"
-                    and sum(x["type"] == "response_created" for x in run.records()) >= 2 * k + 1
-                ),
-                10,
-                "answer",
-            )
+            run.wait_for_answers(2 * k + 1, 10)
             time.sleep(2.0)
             subprocess.run(["paplay", "-d", "sim_air", str(interruption)], env=env, check=True)
             run.wait_for(lambda r, k=k: r["type"] == "turn" and r["turn"] == 2 * k + 2, 15, "turn")

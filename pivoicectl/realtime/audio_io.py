@@ -256,19 +256,16 @@ class SoundDeviceAudio:
         in_dev = resolve_device(sd, self.input_device, "input")
         out_dev = resolve_device(sd, self.output_device, "output")
         try:
+            wire = {"samplerate": SAMPLE_RATE_HZ, "channels": 1, "dtype": "int16"}
             self._out = sd.RawOutputStream(
-                samplerate=SAMPLE_RATE_HZ,
-                channels=1,
-                dtype="int16",
+                **wire,
                 blocksize=self.output_block,
                 latency="low",
                 device=out_dev,
                 callback=self._on_output,
             )
             self._in = sd.RawInputStream(
-                samplerate=SAMPLE_RATE_HZ,
-                channels=1,
-                dtype="int16",
+                **wire,
                 blocksize=self.input_block,
                 latency="low",
                 device=in_dev,

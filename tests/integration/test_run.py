@@ -89,6 +89,17 @@ class RunProcess:
         out, err = self.proc.communicate(timeout=10)
         pytest.fail(f"timed out waiting for {what}\nstdout:\n{out}\nstderr:\n{err}")
 
+    def wait_for_answers(self, count: int, timeout_s: float) -> dict:
+        """Until `count` answers have been created in this run; the last one's record."""
+        return self.wait_for(
+            lambda r: (
+                r["type"] == "response_created"
+                and sum(x["type"] == "response_created" for x in self.records()) >= count
+            ),
+            timeout_s,
+            f"answer {count}",
+        )
+
     def finish(self, timeout_s: float) -> dict:
         try:
             out, err = self.proc.communicate(timeout=timeout_s)
