@@ -28,11 +28,25 @@ def register(app: typer.Typer) -> None:
         vad: Annotated[str | None, typer.Option(help=_VAD_HELP)] = None,
         input_device: Annotated[
             str | None,
-            typer.Option(help="Microphone: PortAudio name or index \\[default: pulse]."),
+            typer.Option(
+                help="Microphone: an audio server source (see `pivoicectl devices`), or with "
+                "--audio-backend portaudio a PortAudio name or index \\[default: the default "
+                "source]."
+            ),
         ] = None,
         output_device: Annotated[
             str | None,
-            typer.Option(help="Speaker: PortAudio name or index \\[default: pulse]."),
+            typer.Option(
+                help="Speaker: an audio server sink, or a PortAudio name or index \\[default: "
+                "the default sink]."
+            ),
+        ] = None,
+        audio_backend: Annotated[
+            str | None,
+            typer.Option(
+                help="auto, pulse (libpulse on the event loop: the light one) or portaudio "
+                "(sounddevice callbacks) \\[default: auto: pulse when the server answers]."
+            ),
         ] = None,
         transcribe: Annotated[
             bool | None,
@@ -161,6 +175,7 @@ def register(app: typer.Typer) -> None:
             "vad": vad,
             "input_device": input_device,
             "output_device": output_device,
+            "audio_backend": audio_backend,
             "transcribe": transcribe,
             "trace": str(trace) if trace else None,
             "max_turns": max_turns,

@@ -43,8 +43,11 @@ class RunSummary:
     renewals: int
     mic_blocks_sent: int
     mic_blocks_dropped: int
+    mic_messages_sent: int
+    """`input_audio_buffer.append` events that carried the mic blocks (quiet ones batched)."""
     underflows: int
     overflows: int
+    audio_backend: str
     output_latency_ms: float
     unheard_at_abort_ms: int
     """Subtracted from the audio handed to the device when truncating after a barge-in."""
@@ -102,13 +105,14 @@ def guard_settings(settings: RunSettings) -> tuple[EchoGuardSettings, str | None
 
 def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
     """Run the assistant until a limit, Ctrl+C or SIGTERM; returns the summary."""
-    from pivoicectl.realtime.audio_io import SoundDeviceAudio
+    from pivoicectl.realtime.audio_backends import open_audio_edge
     from pivoicectl.realtime.client import ClientOptions, RealtimeClient
     from pivoicectl.realtime.conversation import Conversation, summarize
     from pivoicectl.realtime.mic_path import MicPath, OnsetMuteSettings
     from pivoicectl.realtime.playback import PlaybackQueue, TruncationMargins
     from pivoicectl.realtime.ptt_input import make_button
     from pivoicectl.realtime.trace import TraceWriter
+    from pivoicectl.realtime.uplink import UplinkSettings
 
     if settings.ptt == "gpio":
         from pivoicectl.realtime.ptt_input import load_gpio
@@ -154,14 +158,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         guard,
         OnsetMuteSettings(mute_ms=settings.onset_mute_ms),
     )
-    audio = SoundDeviceAudio(
-        playback,
-        settings.input_device,
-        settings.output_device,
-        input_block_ms=settings.input_block_ms,
-        output_block_ms=settings.output_block_ms,
-        keep_output_open=settings.keep_output_open,
-    )
+    backend, audio = open_audio_edge(settings, playback)
     options = ClientOptions(
         url=url,
         api_key=api_key,
@@ -169,6 +166,8 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         chime=settings.chime,
         token_url=None if settings.local else settings.token_url,
         token_body={"model": settings.model, "voice": settings.voice},
+        uplink=UplinkSettings(quiet_batch_ms=settings.uplink_batch_ms),
+        mic_block_ms=settings.input_block_ms,
     )
     trace.write(
         {
@@ -220,8 +219,10 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         renewals=result.renewals,
         mic_blocks_sent=result.mic_blocks_sent,
         mic_blocks_dropped=result.mic_blocks_dropped,
+        mic_messages_sent=result.mic_messages_sent,
         underflows=audio.underflows,
         overflows=audio.overflows,
+        audio_backend=backend,
         output_latency_ms=round(audio.output_latency_s * 1000, 1),
         unheard_at_abort_ms=audio.unheard_at_abort_ms,
         turns=summary_data.turns,
@@ -262,8 +263,8 @@ def render_summary(summary: RunSummary, json_out: bool) -> None:
     if summary.turns_not_shown:
         c.print(f"({summary.turns_not_shown} earlier turn(s) are in the trace only)")
     c.print(
-        f"audio: {summary.underflows} underrun(s), {summary.overflows} overrun(s), "
-        f"output latency {summary.output_latency_ms} ms; "
+        f"audio ({summary.audio_backend}): {summary.underflows} underrun(s), "
+        f"{summary.overflows} overrun(s), output latency {summary.output_latency_ms} ms; "
         f"tokens: {summary.usage.get('total_tokens', 0)}"
     )
     for e in summary.errors:

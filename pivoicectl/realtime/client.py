@@ -47,6 +47,7 @@ from pivoicectl.realtime.transport import (
     ConnectRejected,
     connect_websocket,
 )
+from pivoicectl.realtime.uplink import UplinkPacer, UplinkSettings
 
 TICK_S = 0.25
 """How often the time limit and session renewal are checked, and playback reports
@@ -99,6 +100,9 @@ class ClientOptions:
     """Fetch a client secret here before each connection instead of using `api_key`."""
     token_body: dict[str, Any] = field(default_factory=dict)
     token_timeout_s: float = 5.0
+    uplink: UplinkSettings = field(default_factory=UplinkSettings)
+    """Batching of quiet mic audio (off by default here; `run` turns it on)."""
+    mic_block_ms: float = 20.0
 
     def __repr__(self) -> str:
         return f"ClientOptions(url={self.url!r}, token_url={self.token_url!r})"
@@ -113,6 +117,7 @@ class ClientResult:
     mic_blocks_dropped: int
     reconnects: int
     renewals: int = 0
+    mic_messages_sent: int = 0
 
 
 class RealtimeClient:
@@ -157,6 +162,8 @@ class RealtimeClient:
         """Connections replaced after a loss (renewals are counted apart)."""
         self.renewals = 0
         self._background: set[asyncio.Future[None]] = set()
+        self._pacer = UplinkPacer(options.uplink, options.mic_block_ms)
+        self.mic_messages_sent = 0
 
     def stop(self, reason: str) -> None:
         """Ask the run to end (signal handlers, limits); safe to call repeatedly."""
@@ -194,6 +201,7 @@ class RealtimeClient:
             mic_blocks_dropped=self.mic_blocks_dropped,
             reconnects=self.reconnects,
             renewals=self.renewals,
+            mic_messages_sent=self.mic_messages_sent,
         )
 
     async def _chime(self) -> None:
@@ -374,9 +382,15 @@ class RealtimeClient:
                 continue
             if isinstance(item, dict):
                 await self._send(conn, item)
-            else:
-                await conn.send(ev.dumps(ev.input_audio_append(item)))
-                self.mic_blocks_sent += 1
+                continue
+            parts = [item]
+            if self.options.uplink.quiet_batch_ms:  # what waited goes out as one append
+                outbox = self._outbox
+                while outbox and isinstance(outbox[0], bytes):
+                    parts.append(outbox.popleft())
+            await conn.send(ev.dumps(ev.input_audio_append(b"".join(parts))))
+            self.mic_blocks_sent += len(parts)
+            self.mic_messages_sent += 1
 
     async def _send(self, conn: Connection, event: dict[str, Any]) -> None:
         if event.get("type") not in _QUIET_SENDS:
@@ -404,9 +418,10 @@ class RealtimeClient:
             else:
                 self._execute([action])
 
-    def _enqueue(self, item: bytes | dict[str, Any]) -> None:
-        """Queue for the uplink. When the socket is slow the oldest audio block gives
-        way; push-to-talk events never do (a lost commit loses the whole question)."""
+    def _enqueue(self, item: bytes | dict[str, Any], wake: bool = True) -> None:
+        """Queue for the uplink; `wake=False` lets a quiet block wait for the next send.
+        When the socket is slow the oldest audio block gives way; push-to-talk events
+        never do (a lost commit loses the whole question)."""
         outbox = self._outbox
         if len(outbox) >= MIC_QUEUE_BLOCKS:
             for index, old in enumerate(outbox):
@@ -415,7 +430,8 @@ class RealtimeClient:
                     self.mic_blocks_dropped += 1
                     break
         outbox.append(item)
-        self._outbox_ready.set()
+        if wake:
+            self._outbox_ready.set()
 
     def _on_mic(self, pcm: bytes) -> None:
         """A mic block from the audio thread (already on the loop)."""
@@ -428,15 +444,17 @@ class RealtimeClient:
                 self._enqueue(pcm)
             return
         blocks: tuple[bytes, ...] = (pcm,)
+        now = self.clock()
+        wake = self._pacer.feed(pcm, now)
         if self.mic_path is not None:
-            now = self.clock()
             playing = self.conversation.playback.queued_samples > 0
             decision = self.mic_path.feed(pcm, now, playing)
             if decision.interrupt_source is not None and self.conversation.ready:
+                wake = True
                 self._execute(self.conversation.local_interrupt(now, decision.interrupt_source))
             blocks = decision.send
         for block in blocks:
-            self._enqueue(block)
+            self._enqueue(block, wake)
 
     def _pump_reports(self) -> None:
         """Hand the playback reports so far to the conversation (and the mic path)."""

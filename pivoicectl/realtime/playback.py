@@ -189,6 +189,7 @@ class PlaybackQueue:
         self._last_response_id: str | None = None
         self._late_samples_dropped = 0
         self._listener: Callable[[str], None] | None = None
+        self._unheard_estimate: Callable[[], int] | None = None
 
     def set_listener(self, listener: Callable[[str], None] | None) -> None:
         """Call `listener("audio")` when audio is queued into an empty queue and
@@ -208,6 +209,16 @@ class PlaybackQueue:
             self._margins = dataclasses.replace(
                 self._margins, device_latency_ms=max(0, int(latency_ms))
             )
+
+    def set_unheard_estimate(self, estimate: Callable[[], int] | None) -> None:
+        """Ask `estimate()` at each interruption for the milliseconds handed over but not
+        yet heard, instead of the fixed `device_latency_ms`.
+
+        Why: an edge that keeps a server-side buffer ahead of the speaker (the libpulse
+        edge) knows that amount exactly at any moment, and it shrinks as the buffer plays
+        between refills. Called under the queue's lock, on the thread that interrupts.
+        """
+        self._unheard_estimate = estimate
 
     def _notify(self, what: str) -> None:
         listener = self._listener
@@ -402,11 +413,16 @@ class PlaybackQueue:
         if account.audio_done and account.played_samples >= account.received_samples - margin:
             return None  # it had finished playing: the model said nothing unheard
         account.truncated = True
+        margins = self._margins
+        if self._unheard_estimate is not None:
+            margins = dataclasses.replace(
+                margins, device_latency_ms=max(0, int(self._unheard_estimate()))
+            )
         return TruncatePlan(
             item_id=account.item_id,
             response_id=account.response_id,
             audio_end_ms=truncate_audio_end_ms(
-                account.played_samples, account.received_samples, self._margins
+                account.played_samples, account.received_samples, margins
             ),
             played_samples=account.played_samples,
             received_samples=account.received_samples,

@@ -26,10 +26,12 @@ Example config file:
     gpio_pin = 18               # BCM number of the button (to ground; pull-up inside)
     token_url = "https://backend.example/v1/realtime/session"  # no api_key on the device
     trace_url = "https://backend.example/v1/voice/trace"      # POST /start, /event, /end
+    audio_backend = "auto"      # auto | pulse | portaudio (auto: pulse when reachable)
     input_block_ms = 20         # mic block size: also how often audio is sent
-    output_block_ms = 20        # speaker block size
-    keep_output_open = false    # true: never stop the output stream between answers
+    output_block_ms = 20        # speaker block size (portaudio backend)
+    keep_output_open = false    # portaudio: never stop the output stream between answers
     onset_mute_ms = 300         # mic sent as silence as an answer starts (0: off)
+    uplink_batch_ms = 100       # quiet mic audio sent in batches this long (0: per block)
 """
 
 from __future__ import annotations
@@ -47,9 +49,13 @@ from pivoicectl.realtime import events as ev
 from pivoicectl.realtime.barge_in import BARGE_IN_CHOICES, BargeInSettings
 from pivoicectl.realtime.echo_guard import EchoGuardSettings
 from pivoicectl.realtime.ptt_input import PTT_CHOICES, GpioSettings
+from pivoicectl.realtime.uplink import UplinkSettings
 
 VAD_CHOICES = {"server": "server_vad", "semantic": "semantic_vad", "none": "none"}
 """`--vad` values and the turn detection they select."""
+
+AUDIO_BACKENDS = ("auto", "pulse", "portaudio")
+"""`--audio-backend` values: libpulse on the event loop, or PortAudio's callbacks."""
 
 BLOCK_MS_RANGE = (5, 200)
 """Sound device block sizes `run` accepts, in milliseconds."""
@@ -84,10 +90,12 @@ _FIELDS: dict[str, tuple[str, type]] = {
     "gpio_pin": ("PIVOICECTL_GPIO_PIN", int),
     "token_url": ("PIVOICECTL_TOKEN_URL", str),
     "trace_url": ("PIVOICECTL_TRACE_URL", str),
+    "audio_backend": ("PIVOICECTL_AUDIO_BACKEND", str),
     "input_block_ms": ("PIVOICECTL_INPUT_BLOCK_MS", int),
     "output_block_ms": ("PIVOICECTL_OUTPUT_BLOCK_MS", int),
     "keep_output_open": ("PIVOICECTL_KEEP_OUTPUT_OPEN", bool),
     "onset_mute_ms": ("PIVOICECTL_ONSET_MUTE_MS", int),
+    "uplink_batch_ms": ("PIVOICECTL_UPLINK_BATCH_MS", int),
     "api_key": ("OPENAI_API_KEY", str),
 }
 
@@ -110,10 +118,12 @@ class RunSettings:
     api_key: str | None = None
     local: bool = False
     chime: bool = True
+    audio_backend: str = "auto"
     output_block_ms: int = 20
     input_block_ms: int = 20
     keep_output_open: bool = False
     onset_mute_ms: int = 300
+    uplink_batch_ms: int = 100
     barge_in: str = "server"
     barge_in_frame_ms: int = BargeInSettings.frame_ms
     barge_in_threshold: int = BargeInSettings.threshold
@@ -137,6 +147,12 @@ class RunSettings:
                     f"{name} = {value} is out of range",
                     hint=f"use {BLOCK_MS_RANGE[0]} to {BLOCK_MS_RANGE[1]} ms",
                 )
+        UplinkSettings(quiet_batch_ms=self.uplink_batch_ms)  # validates the range
+        if self.audio_backend not in AUDIO_BACKENDS:
+            raise UserError(
+                f"unknown --audio-backend {self.audio_backend!r}",
+                hint="use one of: " + ", ".join(AUDIO_BACKENDS),
+            )
         if not 0 <= self.onset_mute_ms <= 2000:
             raise UserError(
                 f"onset_mute_ms = {self.onset_mute_ms} is out of range", hint="use 0 to 2000"

@@ -187,8 +187,8 @@ def test_barge_in_stops_the_answer_and_truncates_what_was_heard(room, tmp_path):
     assert len(truncates) == 1
     sent_ms = truncates[0]["event"]["audio_end_ms"]
     assert sent_ms == first["truncate_audio_end_ms"]
-    # Handed to the device minus what the aborted stream still buffered.
-    assert summary["unheard_at_abort_ms"] >= summary["output_latency_ms"] > 0
+    # Handed to the device minus what it still buffered when playback was cut.
+    assert summary["unheard_at_abort_ms"] > 0
     assert sent_ms == first["played_ms_at_interrupt"] - summary["unheard_at_abort_ms"]
     assert first["item_id"] == truncates[0]["event"]["item_id"]
     assert _recv(records, "conversation.item.truncated"), "the server rejected the truncate"

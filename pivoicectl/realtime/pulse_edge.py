@@ -1,0 +1,283 @@
+"""The audio server edge of `run`: mic and speaker through libpulse, on the event loop.
+
+One timer on the asyncio loop, every `block_ms` (20 ms), does all the audio work in a
+single wakeup: it lets libpulse read what the server sent, hands the recorded mic
+blocks to the client, and tops up the speaker. There is no audio thread and no callback
+per block, which is what brings the client under 1 % of a core (see `libpulse`).
+
+The speaker side keeps `lead_ms` of audio in the server's buffer for the stream and no
+more; the rest waits in the `PlaybackQueue`. So a barge-in loses little: it empties the
+queue and flushes the server's buffer (`pa_stream_flush`), and the truncation counts
+what was handed over minus what the server still held at that instant (its latency
+minus the device's part, which plays out regardless). A new answer is written as soon
+as its first delta is queued, not at the next tick.
+
+The stream stays connected between answers: with 20 ms pre-buffering the server waits,
+silent, for the next write and does not wake the client meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pivoicectl.dsp.levels import FLOOR_DBFS
+from pivoicectl.errors import UserError
+from pivoicectl.realtime.conversation import PlayReport
+from pivoicectl.realtime.echo_guard import pcm_level_dbfs
+from pivoicectl.realtime.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ, ms_to_samples
+from pivoicectl.realtime.playback import PlaybackQueue
+
+MicSink = Callable[[bytes], None]
+
+SERVER_BUFFER_S = 2.0
+"""Room the server keeps for the speaker stream; only `lead_ms` of it is ever used."""
+
+
+class PulseAudioEdge:
+    """Full-duplex audio through the audio server's own protocol, driven by the loop."""
+
+    def __init__(
+        self,
+        playback: PlaybackQueue,
+        input_device: str | None = None,
+        output_device: str | None = None,
+        block_ms: int = 20,
+        lead_ms: int | None = None,
+    ) -> None:
+        self.playback = playback
+        self.input_device = input_device
+        self.output_device = output_device
+        self.block_ms = block_ms
+        self.block_bytes = ms_to_samples(block_ms) * BYTES_PER_SAMPLE
+        self.lead_s = (lead_ms if lead_ms is not None else 2 * block_ms + 20) / 1000
+        """Speaker audio kept at the server: a tick late by up to this much underruns."""
+        self.reports: collections.deque[PlayReport] = collections.deque(maxlen=10_000)
+        self.underflows = 0
+        self.overflows = 0
+        self.output_latency_s = 0.0
+        """The speaker's latency after the last write (lead plus device)."""
+        self.input_latency_s = 0.0
+        self.unheard_at_abort_ms = 0
+        """Audio the last barge-in flushed from the server (never heard)."""
+        self.output_starts = 0
+        self.output_aborts = 0
+        self.error: str | None = None
+        self._context: Any = None
+        self._mic_stream: Any = None
+        self._speaker: Any = None
+        self._mic: MicSink | None = None
+        self._pending = bytearray()
+        self._timer: asyncio.TimerHandle | None = None
+        self._playing = False
+
+    # --- lifecycle (event loop thread) --------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop, mic: MicSink) -> None:
+        """Connect, open both streams, start the tick; problems are a UserError."""
+        from pivoicectl import libpulse
+
+        try:
+            self._context = libpulse.Context("pivoicectl run")
+            self._mic_stream = self._context.record(
+                "pivoicectl mic", self.input_device, SAMPLE_RATE_HZ, self.block_bytes
+            )
+            self._speaker = self._context.playback(
+                "pivoicectl speaker",
+                self.output_device,
+                SAMPLE_RATE_HZ,
+                int(SERVER_BUFFER_S * SAMPLE_RATE_HZ) * BYTES_PER_SAMPLE,
+            )
+        except libpulse.PulseError as exc:
+            self.stop()
+            named = self.input_device or self.output_device
+            raise UserError(
+                f"cannot open the audio server streams: {exc}",
+                hint=(
+                    f"is {named!r} a source/sink in `pivoicectl devices`? "
+                    "PortAudio names need --audio-backend portaudio"
+                    if named
+                    else "check `pivoicectl doctor`"
+                ),
+            ) from None
+        self._mic = mic
+        self._mic_stream.on("overflow", self._on_overflow)
+        self._speaker.on("underflow", self._on_underflow)
+        self.input_latency_s = self._mic_stream.latency_s() or 0.0
+        self.playback.set_listener(self._on_playback)
+        self.playback.set_unheard_estimate(self._unheard_ms)
+        self._schedule(loop, loop.time() + self.block_ms / 1000)
+
+    def stop(self) -> None:
+        """Stop the tick, let the speaker's lead play out, disconnect (idempotent)."""
+        self._mic = None
+        self.playback.set_listener(None)
+        self.playback.set_unheard_estimate(None)
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        context, self._context = self._context, None
+        if context is None:
+            return
+        with contextlib.suppress(Exception):
+            if self._speaker is not None and self._playing:
+                time.sleep(min(0.3, self._speaker.latency_s() or 0.0))
+        context.close()
+        self._mic_stream = self._speaker = None
+
+    def drain_reports(self) -> list[PlayReport]:
+        """Reports of speaker audio written since the last call."""
+        out = []
+        reports = self.reports
+        while reports:
+            out.append(reports.popleft())
+        return out
+
+    # --- the tick -------------------------------------------------------------------------
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, at_s: float) -> None:
+        """The next tick at `at_s` on the loop's clock: a plain timer callback (a task
+        sleeping in a loop costs a future and two more callbacks per wakeup)."""
+        self._timer = loop.call_at(at_s, self._on_timer, loop, at_s)
+
+    def _on_timer(self, loop: asyncio.AbstractEventLoop, due_s: float) -> None:
+        if self._context is None:
+            return
+        self._tick()
+        period = self.block_ms / 1000
+        next_s = due_s + period
+        if next_s < loop.time() - period:  # the loop stalled: start afresh, no catch-up
+            next_s = loop.time()
+        self._schedule(loop, next_s)
+
+    def _tick(self) -> None:
+        """Top up the speaker, then one pump sends that and reads what the server sent;
+        then hand over the mic blocks."""
+        context = self._context
+        if context is None:
+            return
+        self._top_up(time.monotonic())
+        context.pump()
+        if not context.alive:
+            self._lost(context.error())
+            return
+        data = self._mic_stream.read_available()
+        if data and self._mic is not None:
+            pending = self._pending
+            pending += data
+            size = self.block_bytes
+            while len(pending) >= size:
+                block = bytes(pending[:size])
+                del pending[:size]
+                self._mic(block)
+
+    def _lost(self, why: str) -> None:
+        """The audio server went away: say so once and stop the audio."""
+        self.error = f"audio server connection lost ({why}); audio stopped"
+        print(self.error, file=sys.stderr)
+        self._context = None
+        self._mic = None
+
+    def _top_up(self, now: float) -> None:
+        """Write queued audio until the server holds `lead_s` ahead of the speaker."""
+        queued = self.playback.queued_samples
+        if not queued:
+            return
+        latency = self._speaker.latency_s() or 0.0
+        if not self._playing:
+            # After a pause the stream waits for its pre-buffer; the first sample is heard
+            # after the device's part of the latency.
+            latency = self._speaker.device_latency_s()
+            self.output_starts += 1
+        need = math.ceil((self.lead_s - latency) * SAMPLE_RATE_HZ)
+        if need <= 0:
+            return
+        pcm, accounting = self.playback.pull(min(need, queued))
+        try:
+            self._speaker.write(pcm)
+        except Exception as exc:  # a dropped server is reported by the next tick
+            self.error = str(exc)
+            return
+        self._playing = True
+        self.output_latency_s = latency + len(pcm) / BYTES_PER_SAMPLE / SAMPLE_RATE_HZ
+        self._report_written(now, latency, pcm, accounting.spans)
+
+    def _report_written(self, now: float, latency_s: float, pcm: bytes, spans: Any) -> None:
+        """One PlayReport per block of what was written, timed when each is heard, so the
+        echo guard and onset mute see the same block-by-block timeline as with
+        PortAudio."""
+        from pivoicectl.realtime.playback import PlayedSpan
+
+        step = self.block_bytes
+        remaining = list(spans)
+        for offset in range(0, len(pcm), step):
+            block = pcm[offset : offset + step]
+            n = len(block) // BYTES_PER_SAMPLE
+            taken: list[PlayedSpan] = []
+            while n and remaining:
+                span = remaining[0]
+                take = min(n, span.samples)
+                taken.append(PlayedSpan(span.item_id, span.response_id, take))
+                n -= take
+                if take == span.samples:
+                    remaining.pop(0)
+                else:
+                    remaining[0] = PlayedSpan(span.item_id, span.response_id, span.samples - take)
+            audible = now + latency_s + offset / BYTES_PER_SAMPLE / SAMPLE_RATE_HZ
+            self.reports.append(
+                PlayReport(
+                    callback_s=now,
+                    audible_s=audible,
+                    spans=tuple(taken),
+                    silence_samples=0,
+                    underflows=self.underflows,
+                    overflows=self.overflows,
+                    level_dbfs=pcm_level_dbfs(block),
+                )
+            )
+
+    # --- events from libpulse and the queue (event loop thread) ---------------------------
+
+    def _on_playback(self, what: str) -> None:
+        if self._context is None:
+            return
+        now = time.monotonic()
+        if what == "audio":
+            self._top_up(now)
+        elif what == "flush":
+            if self._playing:
+                self._speaker.flush()
+                self.output_aborts += 1
+            self._playing = False
+            # The speaker is silent from here on (but for the device's own few ms): a
+            # report with no audio in it tells the conversation so.
+            self.reports.append(
+                PlayReport(now, now, (), 0, self.underflows, self.overflows, FLOOR_DBFS)
+            )
+        self._context.pump()
+
+    def _unheard_ms(self) -> int:
+        """Audio written to the server that a flush now would drop (never heard)."""
+        if self._speaker is None or not self._playing:
+            return 0
+        latency = self._speaker.latency_s() or 0.0
+        unheard = max(0.0, latency - self._speaker.device_latency_s())
+        self.unheard_at_abort_ms = round(unheard * 1000)
+        return self.unheard_at_abort_ms
+
+    def _on_underflow(self) -> None:
+        # The buffer running dry at the end of an answer is normal; with audio still
+        # queued here it is a real underrun (a late tick).
+        if self.playback.queued_samples:
+            self.underflows += 1
+        else:
+            self._playing = False
+
+    def _on_overflow(self) -> None:
+        self.overflows += 1
