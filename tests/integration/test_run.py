@@ -136,14 +136,25 @@ def _play_later(env: dict[str, str], wav: Path, delay_s: float) -> threading.Thr
 
 
 @pytest.mark.timeout(120)
-def test_barge_in_stops_the_answer_and_truncates_what_was_heard(room, tmp_path):
+@pytest.mark.parametrize("backend", ["pulse", "portaudio"])
+def test_barge_in_stops_the_answer_and_truncates_what_was_heard(room, tmp_path, backend):
     run_cli("setup", "--json", env=room.env, check=True)  # source_ec becomes the default
     question = voiced_wav(tmp_path / "question.wav", 11.5, f0=140)
     interruption = voiced_wav(tmp_path / "interruption.wav", 1.2, f0=200)
     trace = tmp_path / "trace.jsonl"
     speaker = start_record(room.env, "sim_speaker.monitor")
     try:
-        run = RunProcess(room.env, trace, "--local", "--max-turns", "2", "--duration", "60")
+        run = RunProcess(
+            room.env,
+            trace,
+            "--local",
+            "--max-turns",
+            "2",
+            "--duration",
+            "60",
+            "--audio-backend",
+            backend,
+        )
         run.wait_for(lambda r: r["type"] == "session", 15, "session.created")
         time.sleep(0.5)  # let the parrot's VAD learn the room's noise floor
         subprocess.run(["paplay", "-d", "sim_air", str(question)], env=room.env, check=True)
@@ -183,6 +194,7 @@ def test_barge_in_stops_the_answer_and_truncates_what_was_heard(room, tmp_path):
     assert spoke_s >= 10.0, spoke_s  # 10 s of assistant speech before the person spoke
 
     # --- barge-in: truncate sent, matches what was played -----------------------------
+    assert summary["audio_backend"] == backend
     truncates = _sent(records, "conversation.item.truncate")
     assert len(truncates) == 1
     sent_ms = truncates[0]["event"]["audio_end_ms"]

@@ -34,6 +34,7 @@ from pivoicectl.realtime.playback import PlaybackQueue
 from pivoicectl.realtime.reconnect import BackoffPolicy, RenewalPolicy
 from pivoicectl.realtime.trace import TraceWriter
 from pivoicectl.realtime.transport import ConnectFailed, ConnectionLost, ConnectRejected
+from pivoicectl.realtime.uplink import UplinkSettings
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -176,6 +177,8 @@ class FakeDevice:
         self.mic_level = mic_level
         self.autofeed = autofeed
         self.blocks_fed = 0
+        self.produced: list[bytes] = []
+        """Every mic block handed to the client, in order."""
         self._mic: Callable[[bytes], None] | None = None
         self.started = False
         self.stopped = False
@@ -203,7 +206,9 @@ class FakeDevice:
         """`n` mic blocks at once, as when the loop was busy and callbacks queued up."""
         assert self._mic is not None
         for _ in range(n):
-            self._mic(self.block(self.blocks_fed))
+            pcm = self.block(self.blocks_fed)
+            self.produced.append(pcm)
+            self._mic(pcm)
             self.blocks_fed += 1
 
     def play(self, n_samples: int) -> None:
@@ -804,3 +809,132 @@ def test_a_stalled_uplink_drops_mic_audio_but_never_push_to_talk_events():
         autofeed=False,
     )
     assert result.mic_blocks_dropped > 0
+
+
+# --- batching quiet mic audio (ClientOptions.uplink) -------------------------------------------
+#
+# The fake mic's blocks are all zeros but for sample 0 (the block number), far below
+# -55 dBFS: quiet for the pacer. Setting `device.mic_level` makes the next blocks loud.
+
+BATCHED = UplinkSettings(quiet_batch_ms=5 * BLOCK_MS)
+LOUD_LEVEL = 3000
+"""Every sample at 3000: about -21 dBFS, far above UplinkSettings.loud_dbfs."""
+BLOCK_BYTES = BLOCK_SAMPLES * 2
+
+
+def appended(conn: FakeConnection) -> list[bytes]:
+    """The audio of each `input_audio_buffer.append`, in order."""
+    return [ev.decode_audio(a["audio"]) for a in conn.of_type("input_audio_buffer.append")]
+
+
+async def ready_session(h: Harness) -> FakeConnection:
+    conn = await h.connected()
+    await h.until(lambda: h.conversation.ready and bool(conn.sent), "the session")
+    await asyncio.sleep(0.05)  # nothing more in flight
+    return conn
+
+
+def test_batched_quiet_audio_arrives_merged_whole_in_order_and_nothing_lost():
+    async def script(h: Harness) -> None:
+        conn = await h.connected()
+        await h.until(lambda: len(appended(conn)) >= 6, "six appends", timeout_s=3.0)
+
+    result, h = drive(
+        script, connector=FakeConnector(greet=True), uplink=BATCHED, mic_block_ms=BLOCK_MS
+    )
+    chunks = appended(h.connector.last)
+    assert len(chunks) >= 6
+    assert all(len(c) > 0 and len(c) % BLOCK_BYTES == 0 for c in chunks), [len(c) for c in chunks]
+    blocks_per_append = [len(c) // BLOCK_BYTES for c in chunks]
+    # After the first (which may hold what came before the session), five per append.
+    assert blocks_per_append[1:].count(5) >= len(blocks_per_append) - 2, blocks_per_append
+    assert result.mic_messages_sent == len(chunks)
+    assert result.mic_blocks_sent == sum(blocks_per_append)
+    assert result.mic_messages_sent < result.mic_blocks_sent
+    assert result.mic_blocks_sent >= 4 * result.mic_messages_sent
+    assert result.mic_blocks_dropped == 0
+    # What arrived is exactly a contiguous run of what the mic produced.
+    start = first_sample(h.connector.last.of_type("input_audio_buffer.append")[0])
+    sent = h.device.produced[start : start + result.mic_blocks_sent]
+    assert len(sent) == result.mic_blocks_sent
+    assert b"".join(chunks) == b"".join(sent)
+    # Only a batch still waiting at the stop (under five blocks) and the block(s) fed
+    # while the session started are left unsent.
+    assert len(h.device.produced) - (start + result.mic_blocks_sent) <= 5
+
+
+def test_quiet_blocks_wait_until_the_batch_is_full_then_go_as_one_append():
+    async def script(h: Harness) -> None:
+        conn = await ready_session(h)
+        before = len(appended(conn))
+        h.device.burst(4)
+        await asyncio.sleep(0.1)
+        assert len(appended(conn)) == before  # 80 ms of quiet: still waiting
+        h.device.burst(1)
+        await h.until(lambda: len(appended(conn)) == before + 1, "the batch")
+        h.device.burst(3)
+        await asyncio.sleep(0.1)
+        assert len(appended(conn)) == before + 1
+        h.device.burst(2)  # the first of these completes the second batch
+        await h.until(lambda: len(appended(conn)) == before + 2, "the second batch")
+        await asyncio.sleep(0.05)
+        assert len(appended(conn)) == before + 2
+
+    result, h = drive(
+        script,
+        connector=FakeConnector(greet=True),
+        autofeed=False,
+        uplink=BATCHED,
+        mic_block_ms=BLOCK_MS,
+    )
+    chunks = appended(h.connector.last)
+    assert chunks == [b"".join(h.device.produced[0:5]), b"".join(h.device.produced[5:10])]
+    assert [first_sample(a) for a in h.connector.last.of_type("input_audio_buffer.append")] == [
+        0,
+        5,
+    ]
+    assert (result.mic_blocks_sent, result.mic_messages_sent) == (10, 2)
+
+
+def test_a_loud_block_sends_the_waiting_quiet_ones_at_once_then_one_by_one():
+    async def script(h: Harness) -> None:
+        conn = await ready_session(h)
+        h.device.burst(2)  # quiet: they wait
+        await asyncio.sleep(0.05)
+        assert appended(conn) == []
+        h.device.mic_level = LOUD_LEVEL
+        h.device.burst(1)  # loud: it and the two before it go out now
+        await h.until(lambda: len(appended(conn)) == 1, "the loud block")
+        h.device.burst(1)  # still loud
+        await h.until(lambda: len(appended(conn)) == 2, "the next loud block")
+        h.device.mic_level = 0
+        for n in (3, 4, 5):  # quiet again, inside the 800 ms hangover: one by one
+            h.device.burst(1)
+            await h.until(lambda n=n: len(appended(conn)) == n, f"append {n}")
+
+    result, h = drive(
+        script,
+        connector=FakeConnector(greet=True),
+        autofeed=False,
+        uplink=BATCHED,
+        mic_block_ms=BLOCK_MS,
+    )
+    produced = h.device.produced
+    assert len(produced) == 7
+    chunks = appended(h.connector.last)
+    assert [len(c) // BLOCK_BYTES for c in chunks] == [3, 1, 1, 1, 1]
+    assert chunks[0] == b"".join(produced[0:3])
+    assert chunks[1:] == produced[3:7]
+    assert (result.mic_blocks_sent, result.mic_messages_sent) == (7, 5)
+
+
+def test_without_batching_every_block_is_its_own_append():
+    async def script(h: Harness) -> None:
+        conn = await ready_session(h)
+        h.device.burst(7)  # even a burst queued at once is not merged
+        await h.until(lambda: len(appended(conn)) == 7, "seven appends")
+
+    result, h = drive(script, connector=FakeConnector(greet=True), autofeed=False)
+    assert h.client.options.uplink.quiet_batch_ms == 0
+    assert appended(h.connector.last) == h.device.produced
+    assert (result.mic_blocks_sent, result.mic_messages_sent) == (7, 7)

@@ -1,0 +1,150 @@
+"""The libpulse edge of `run` on the real PipeWire: device names, the audio path through
+the room, a flush, and how `--audio-backend auto` chooses.
+
+The room's speaker is heard by its microphone, so the edge can check itself: a tone it
+plays must come back in the mic blocks it delivers, and stop coming back after a flush.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+PROBE = r"""
+import asyncio, json, os, sys
+from pivoicectl.audio_server import AudioServer
+from pivoicectl.errors import UserError
+from pivoicectl.realtime.playback import PlaybackQueue
+from pivoicectl.realtime.pulse_edge import PulseAudioEdge
+
+async def main():
+    audio = PulseAudioEdge(PlaybackQueue(), sys.argv[1] or None, sys.argv[2] or None)
+    try:
+        audio.start(asyncio.get_running_loop(), lambda pcm: None)
+    except UserError as e:
+        print(json.dumps({"error": e.message, "hint": e.hint}))
+        return
+    with AudioServer.connect() as server:
+        pulse = server._pulse
+        sources = {s.index: s.name for s in pulse.source_list()}
+        sinks = {s.index: s.name for s in pulse.sink_list()}
+        me = str(os.getpid())
+        mine = lambda o: o.proplist.get("application.process.id") == me
+        result = {
+            "sources": [sources.get(o.source) for o in pulse.source_output_list() if mine(o)],
+            "sinks": [sinks.get(o.sink) for o in pulse.sink_input_list() if mine(o)],
+        }
+    audio.stop()
+    print(json.dumps(result))
+
+asyncio.run(main())
+"""
+
+LOOP = r"""
+import asyncio, json, time
+import numpy as np
+from pivoicectl.realtime.echo_guard import pcm_level_dbfs
+from pivoicectl.realtime.playback import PlaybackQueue
+from pivoicectl.realtime.pulse_edge import PulseAudioEdge
+
+def tone(seconds):
+    t = np.arange(int(24000 * seconds)) / 24000
+    return (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2").tobytes()
+
+async def main():
+    blocks = []
+    queue = PlaybackQueue()
+    audio = PulseAudioEdge(queue)
+    audio.start(asyncio.get_running_loop(), lambda pcm: blocks.append((time.monotonic(), pcm)))
+    await asyncio.sleep(1.0)
+    out = {"block_bytes": sorted({len(p) for _, p in blocks}), "blocks_1s": len(blocks)}
+    blocks.clear()
+    queue.push("a", "r1", tone(2.0))
+    await asyncio.sleep(1.0)
+    reports = audio.drain_reports()
+    out["reported_samples"] = sum(r.audio_samples for r in reports)
+    out["first_audible_after_s"] = min(r.audible_s for r in reports if r.spans) - reports[0].callback_s
+    t_flush = time.monotonic()
+    plan = queue.interrupt()
+    await asyncio.sleep(0.6)
+    out["handed_ms"] = plan.played_samples / 24
+    out["truncate_ms"] = plan.audio_end_ms
+    out["unheard_ms"] = audio.unheard_at_abort_ms
+    out["loud_during"] = [pcm_level_dbfs(p) for t, p in blocks if t_flush - 0.6 < t < t_flush - 0.1]
+    out["loud_after"] = [pcm_level_dbfs(p) for t, p in blocks if t > t_flush + 0.25]
+    out["silent_report"] = any(not r.spans and r.callback_s >= t_flush for r in audio.drain_reports())
+    out["underflows"] = audio.underflows
+    audio.stop()
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+CHOOSE = r"""
+import json, sys
+from pivoicectl.realtime.audio_backends import choose_backend
+print(json.dumps([choose_backend(*args) for args in json.loads(sys.argv[1])]))
+"""
+
+
+def _run(env: dict[str, str], code: str, *args: str) -> dict | list:
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=45,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.timeout(60)
+def test_streams_go_to_the_default_or_the_named_source_and_sink(shared_room):
+    default = _run(shared_room.env, PROBE, "", "")
+    assert default == {"sources": ["sim_mic"], "sinks": ["sim_speaker"]}, default
+    named = _run(shared_room.env, PROBE, "sim_speaker.monitor", "sim_air")
+    assert named == {"sources": ["sim_speaker.monitor"], "sinks": ["sim_air"]}, named
+
+
+@pytest.mark.timeout(60)
+def test_an_unknown_source_is_a_user_error_with_a_hint(shared_room):
+    result = _run(shared_room.env, PROBE, "no_such_mic", "")
+    assert result["error"] == "the audio server has no source named 'no_such_mic'", result
+    assert "pivoicectl devices" in result["hint"] and "portaudio" in result["hint"]
+
+
+@pytest.mark.timeout(60)
+def test_a_tone_goes_round_the_room_and_a_flush_stops_it(shared_room):
+    r = _run(shared_room.env, LOOP)
+    assert r["block_bytes"] == [960]  # 20 ms mic blocks, nothing else
+    assert 45 <= r["blocks_1s"] <= 55, r["blocks_1s"]  # real time, one per tick
+    # Handed over ahead of the speaker by no more than the lead (60 ms) and the tick.
+    assert 900 * 24 <= r["reported_samples"] <= 1100 * 24, r["reported_samples"]
+    assert 0 <= r["first_audible_after_s"] < 0.05
+    assert min(r["loud_during"]) > -40, r["loud_during"]  # the mic hears the speaker
+    assert max(r["loud_after"]) < -60, r["loud_after"]  # and stops hearing it
+    assert r["silent_report"] is True
+    # What the flush dropped from the server is not counted as heard.
+    assert 5 <= r["unheard_ms"] <= 80, r
+    assert r["truncate_ms"] == pytest.approx(r["handed_ms"] - r["unheard_ms"], abs=1)
+    assert r["underflows"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_auto_picks_pulse_for_server_names_and_portaudio_for_portaudio_ones(shared_room):
+    cases = [
+        ["auto", None, None],
+        ["auto", "sim_mic", "sim_speaker"],
+        ["auto", "0", None],  # a PortAudio index
+        ["auto", None, "pulse"],  # a PortAudio name, not a sink of the server
+        ["portaudio", None, None],
+        ["pulse", None, None],
+    ]
+    got = _run(shared_room.env, CHOOSE, json.dumps(cases))
+    assert got == ["pulse", "pulse", "portaudio", "portaudio", "portaudio", "pulse"]
+    no_server = {**shared_room.env, "PULSE_SERVER": "unix:/nonexistent/socket"}
+    assert _run(no_server, CHOOSE, json.dumps([["auto", None, None]])) == ["portaudio"]
