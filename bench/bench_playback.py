@@ -1,9 +1,10 @@
 """The speaker side of `run`'s audio edge alone: first audio and interrupt at the speaker.
 
-Run: .venv/bin/python bench/bench_playback.py [--rounds 10]
+Run: .venv/bin/python bench/bench_playback.py [--rounds 10] [--audio-backend portaudio]
 
-No server and no conversation: a private simulated room, the real `SoundDeviceAudio`
-and `PlaybackQueue`, and a stamped recording of sim_speaker.monitor (see
+No server and no conversation: a private simulated room, the real audio edge (libpulse
+`PulseAudioEdge` by default, or PortAudio's `SoundDeviceAudio`) and `PlaybackQueue`, and a
+stamped recording of sim_speaker.monitor (see
 bench_run.StampedRecorder: sample times are upper bounds, so latencies computed from
 them are too). Each round, with the output stream stopped (idle for more than
 `idle_stop_s`), a 1 s tone is queued at T_push and interrupted (`PlaybackQueue.interrupt`,
@@ -14,6 +15,7 @@ what a barge-in calls) at T_int = T_push + 0.6 s. Printed:
   (`PlayReport.audible_s` of the first block);
 * interrupt at the speaker: tone end in the recording minus T_int (goal <= 25 ms), next
   to the client's estimate (the silent report after the abort);
+* the truncation error: the truncate's audio_end_ms minus the tone heard at the speaker;
 
 The recorder's anchor is good to a few milliseconds: it read about -2 ms for the
 abort, which cannot truly be below 0. CPU is bench_run.py's business (the recorder
@@ -40,6 +42,7 @@ from bench.bench_run import StampedRecorder
 from pivoicectl.realtime.audio_io import SoundDeviceAudio
 from pivoicectl.realtime.events import SAMPLE_RATE_HZ
 from pivoicectl.realtime.playback import PlaybackQueue
+from pivoicectl.realtime.pulse_edge import PulseAudioEdge
 from pivoicectl.sim import instance
 from pivoicectl.sim.room import RoomSettings
 from tests.conftest import clean_env
@@ -52,7 +55,7 @@ def tone(seconds: float) -> bytes:
 
 
 async def rounds(
-    audio: SoundDeviceAudio, playback: PlaybackQueue, n: int, play_s: float
+    audio: SoundDeviceAudio | PulseAudioEdge, playback: PlaybackQueue, n: int, play_s: float
 ) -> list[dict]:
     out = []
     loop = asyncio.get_running_loop()
@@ -77,9 +80,10 @@ async def rounds(
                     "client_first_ms": (first.audible_s - t_push) * 1000 if first else None,
                     "client_silent_ms": (silent.audible_s - t_int) * 1000 if silent else None,
                     "handed_ms": plan.played_samples / SAMPLE_RATE_HZ * 1000 if plan else None,
+                    "truncate_ms": plan.audio_end_ms if plan else None,
                 }
             )
-            await asyncio.sleep(audio.idle_stop_s + 0.5)  # the stream stops: idle again
+            await asyncio.sleep(getattr(audio, "idle_stop_s", 0.5) + 0.5)  # idle again
     finally:
         audio.stop()
     return out
@@ -98,6 +102,7 @@ def main() -> None:
     ap.add_argument("--play-s", type=float, default=0.6, help="tone played before the interrupt")
     ap.add_argument("--output-block-ms", type=int, default=20)
     ap.add_argument("--input-block-ms", type=int, default=20)
+    ap.add_argument("--audio-backend", choices=("pulse", "portaudio"), default="pulse")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="pvsim-play-", dir="/tmp"))
     paths = instance.SimPaths(root)
@@ -108,11 +113,15 @@ def main() -> None:
         recorder = StampedRecorder(env, "sim_speaker.monitor")
         time.sleep(0.5)
         playback = PlaybackQueue()
-        audio = SoundDeviceAudio(
-            playback,
-            input_block_ms=args.input_block_ms,
-            output_block_ms=args.output_block_ms,
-        )
+        audio: SoundDeviceAudio | PulseAudioEdge
+        if args.audio_backend == "pulse":
+            audio = PulseAudioEdge(playback, block_ms=args.input_block_ms)
+        else:
+            audio = SoundDeviceAudio(
+                playback,
+                input_block_ms=args.input_block_ms,
+                output_block_ms=args.output_block_ms,
+            )
         results = asyncio.run(rounds(audio, playback, args.rounds, args.play_s))
         time.sleep(0.3)
         samples, t0 = recorder.stop()
@@ -120,7 +129,7 @@ def main() -> None:
         instance.down(paths, remove=False)
         shutil.rmtree(root, ignore_errors=True)
     segments = [(t0 + a, t0 + b) for a, b in loud_segments(samples, frame_ms=1.0)]
-    first_ms, silent_ms, unheard_ms = [], [], []
+    first_ms, silent_ms, unheard_ms, truncate_err = [], [], [], []
     for r in results:
         mine = [s for s in segments if r["t_push"] - 0.05 < s[0] < r["t_int"] < s[1] + 0.5]
         if mine:
@@ -128,17 +137,23 @@ def main() -> None:
             silent_ms.append((mine[0][1] - r["t_int"]) * 1000)
             if r["handed_ms"] is not None:
                 unheard_ms.append(r["handed_ms"] - (mine[0][1] - mine[0][0]) * 1000)
+                truncate_err.append(r["truncate_ms"] - (mine[0][1] - mine[0][0]) * 1000)
     print(
+        f"backend {args.audio_backend}; "
         f"blocks: output {args.output_block_ms} ms, input {args.input_block_ms} ms; "
         f"output latency reported {audio.output_latency_s * 1000:.1f} ms; "
         f"stream starts {audio.output_starts}, aborts {audio.output_aborts}"
     )
     print(f"first audio at the speaker (goal <= 50 ms): {fmt(first_ms)}")
+    print("  each: " + " ".join(f"{x:.0f}" for x in first_ms))
     print(f"  client's estimate: {fmt([r['client_first_ms'] for r in results])}")
     print(f"interrupt at the speaker (goal <= 25 ms): {fmt(silent_ms)}")
     print(f"handed to the device but never heard at the interrupt: {fmt(unheard_ms)}")
     print("  each: " + " ".join(f"{x:.0f}" for x in unheard_ms))
     print(f"  client's estimate: {fmt([r['client_silent_ms'] for r in results])}")
+    print(f"truncate minus heard (0 is exact): {fmt(truncate_err)}")
+    print("  each: " + " ".join(f"{x:.0f}" for x in truncate_err))
+    print(f"underruns: {audio.underflows}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Barge-in and playback latency and client CPU of `pivoicectl run`, in the simulated room.
 
-Run: .venv/bin/python bench/bench_run.py [--rounds 3]
+Run: .venv/bin/python bench/bench_run.py [--rounds 3] [--audio-backend portaudio]
 
 Starts a private room, `pivoicectl setup`, the parrot as a separate `pivoicectl
 local-server` process (so the client's CPU figure is the client's alone), and `pivoicectl
@@ -225,6 +225,8 @@ def free_port() -> int:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--audio-backend", choices=("pulse", "portaudio"), default="pulse")
+    ap.add_argument("--uplink-batch-ms", type=int, default=100)
     args = ap.parse_args()
     wakeup_cost = wakeup_cost_percent()
     root = Path(tempfile.mkdtemp(prefix="pvsim-bench-", dir="/tmp"))
@@ -250,7 +252,7 @@ def main() -> None:
         floor = floor_client_percent(env, f"ws://127.0.0.1:{port}/v1/realtime")
         recorder = StampedRecorder(env, "sim_speaker.monitor")
         run = RunProcess(
-            env,
+            {**env, "PIVOICECTL_UPLINK_BATCH_MS": str(args.uplink_batch_ms)},
             tmp / "trace.jsonl",
             "--url",
             f"ws://127.0.0.1:{port}/v1/realtime",
@@ -258,6 +260,8 @@ def main() -> None:
             str(2 * args.rounds),
             "--duration",
             str(20 * args.rounds + 20),
+            "--audio-backend",
+            args.audio_backend,
         )
         sampler = ThreadSampler(run.proc.pid)
         run.wait_for(lambda r: r["type"] == "session", 20, "session")
@@ -302,7 +306,12 @@ def main() -> None:
             return "n/a"
         return f"median {statistics.median(xs):.1f} ms, max {max(xs):.1f} ms (n={len(xs)})"
 
-    print(f"rounds: {args.rounds}; output latency reported: {summary['output_latency_ms']} ms")
+    print(
+        f"rounds: {args.rounds}; backend {summary['audio_backend']}; uplink batch "
+        f"{args.uplink_batch_ms} ms ({summary['mic_blocks_sent']} mic blocks in "
+        f"{summary['mic_messages_sent']} sends); "
+        f"output latency reported: {summary['output_latency_ms']} ms"
+    )
     print(f"interrupt latency, client-side (goal <= 25 ms): {fmt(client_int)}")
     print(f"interrupt latency, at the speaker, upper bound: {fmt(speaker_ms)}")
     print(f"first-audio latency, client-side (goal <= 50 ms): {fmt(first)}")

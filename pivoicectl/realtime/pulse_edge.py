@@ -5,7 +5,7 @@ single wakeup: it lets libpulse read what the server sent, hands the recorded mi
 blocks to the client, and tops up the speaker. There is no audio thread and no callback
 per block, which is what brings the client under 1 % of a core (see `libpulse`).
 
-The speaker side keeps `lead_ms` of audio in the server's buffer for the stream and no
+The speaker side keeps `lead_ms` (140 ms) of audio in the server's buffer for the stream and no
 more; the rest waits in the `PlaybackQueue`. So a barge-in loses little: it empties the
 queue and flushes the server's buffer (`pa_stream_flush`), and the truncation counts
 what was handed over minus what the server still held at that instant (its latency
@@ -56,8 +56,11 @@ class PulseAudioEdge:
         self.output_device = output_device
         self.block_ms = block_ms
         self.block_bytes = ms_to_samples(block_ms) * BYTES_PER_SAMPLE
-        self.lead_s = (lead_ms if lead_ms is not None else 2 * block_ms + 20) / 1000
-        """Speaker audio kept at the server: a tick late by up to this much underruns."""
+        self.lead_s = (lead_ms if lead_ms is not None else 2 * block_ms + 100) / 1000
+        """Speaker audio kept at the server. The loop must come back within this, or the
+        speaker runs dry: 60 ms left gaps when the loop was busy (the first answer after
+        start, rendering a transcript); what the lead holds costs nothing at a barge-in,
+        since the flush drops it and the truncation counts it as unheard."""
         self.reports: collections.deque[PlayReport] = collections.deque(maxlen=10_000)
         self.underflows = 0
         self.overflows = 0

@@ -875,7 +875,7 @@ def test_quiet_blocks_wait_until_the_batch_is_full_then_go_as_one_append():
         h.device.burst(3)
         await asyncio.sleep(0.1)
         assert len(appended(conn)) == before + 1
-        h.device.burst(2)  # the first of these completes the second batch
+        h.device.burst(2)  # the second of these completes the second batch
         await h.until(lambda: len(appended(conn)) == before + 2, "the second batch")
         await asyncio.sleep(0.05)
         assert len(appended(conn)) == before + 2
