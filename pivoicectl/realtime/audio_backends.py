@@ -29,10 +29,10 @@ def choose_backend(wanted: str, input_device: str | None, output_device: str | N
     """`pulse` or `portaudio` for `--audio-backend wanted` and the devices asked for."""
     if wanted != "auto":
         return wanted
-    from pivoicectl.realtime.audio_io import _server_node
+    from pivoicectl.realtime.audio_io import server_has_node
 
     for device, kind in ((input_device, "input"), (output_device, "output")):
-        if device and (device.isdigit() or not _server_node(device, kind)):
+        if device and (device.isdigit() or not server_has_node(device, kind)):
             return "portaudio"  # a PortAudio index or name
     return "pulse" if _server_reachable() else "portaudio"
 

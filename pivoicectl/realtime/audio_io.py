@@ -75,7 +75,7 @@ _PULSE_ENV = {"input": "PULSE_SOURCE", "output": "PULSE_SINK"}
 takes its default device from these variables."""
 
 
-def _server_node(name: str, kind: str) -> bool:
+def server_has_node(name: str, kind: str) -> bool:
     """Whether the audio server has a source (input) or sink (output) called `name`."""
     from pivoicectl.audio_server import AudioServer
 
@@ -105,7 +105,7 @@ def resolve_device(sd: Any, wanted: str | None, kind: str) -> int | str | None:
         for d in usable:
             if d["name"] == wanted or d["name"].split(" ")[0] == wanted:
                 return int(d["index"])
-        if pulse is not None and _server_node(wanted, kind):
+        if pulse is not None and server_has_node(wanted, kind):
             os.environ[_PULSE_ENV[kind]] = wanted
             return int(pulse["index"])
         for d in usable:

@@ -85,14 +85,14 @@ class PulseAudioEdge:
     def start(self, loop: asyncio.AbstractEventLoop, mic: MicSink) -> None:
         """Connect, open both streams, start the tick; problems are a UserError."""
         from pivoicectl import libpulse
-        from pivoicectl.realtime.audio_io import _server_node
+        from pivoicectl.realtime.audio_io import server_has_node
 
         # The server would quietly connect an unknown name to the default device.
         for name, kind, what in (
             (self.input_device, "input", "source"),
             (self.output_device, "output", "sink"),
         ):
-            if name and not _server_node(name, kind):
+            if name and not server_has_node(name, kind):
                 raise UserError(
                     f"the audio server has no {what} named {name!r}",
                     hint="see `pivoicectl devices`; PortAudio names need --audio-backend portaudio",
