@@ -5,7 +5,7 @@ single wakeup: it lets libpulse read what the server sent, hands the recorded mi
 blocks to the client, and tops up the speaker. There is no audio thread and no callback
 per block, which is what brings the client under 1 % of a core (see `libpulse`).
 
-The speaker side keeps `lead_ms` (140 ms) of audio in the server's buffer for the stream and no
+The speaker side keeps `lead_ms` (60 ms) of audio in the server's buffer for the stream and no
 more; the rest waits in the `PlaybackQueue`. So a barge-in loses little: it empties the
 queue and flushes the server's buffer (`pa_stream_flush`), and the truncation counts
 what was handed over minus what the server still held at that instant (its latency
@@ -56,11 +56,11 @@ class PulseAudioEdge:
         self.output_device = output_device
         self.block_ms = block_ms
         self.block_bytes = ms_to_samples(block_ms) * BYTES_PER_SAMPLE
-        self.lead_s = (lead_ms if lead_ms is not None else 2 * block_ms + 100) / 1000
+        self.lead_s = (lead_ms if lead_ms is not None else 2 * block_ms + 20) / 1000
         """Speaker audio kept at the server. The loop must come back within this, or the
-        speaker runs dry: 60 ms left gaps when the loop was busy (the first answer after
-        start, rendering a transcript); what the lead holds costs nothing at a barge-in,
-        since the flush drops it and the truncation counts it as unheard."""
+        speaker runs dry. Not more: the conversation and the mic path take "playing" from
+        what is still queued here, and with 140 ms the parrot's 100 ms chunks all went
+        straight to the server, so barge-in saw nothing playing and the answer ran on."""
         self.reports: collections.deque[PlayReport] = collections.deque(maxlen=10_000)
         self.underflows = 0
         self.overflows = 0
@@ -265,9 +265,11 @@ class PulseAudioEdge:
         if what == "audio":
             self._top_up(now)
         elif what == "flush":
-            if self._playing:
-                self._speaker.flush()
+            # Always flush: the underflow notice that clears `_playing` can arrive after
+            # the next answer's first write, and a skipped flush lets the whole lead play.
+            if self._unheard_ms() > 0:
                 self.output_aborts += 1
+            self._speaker.flush()
             self._playing = False
             # The speaker is silent from here on (but for the device's own few ms): a
             # report with no audio in it tells the conversation so.
@@ -278,7 +280,7 @@ class PulseAudioEdge:
 
     def _unheard_ms(self) -> int:
         """Audio written to the server that a flush now would drop (never heard)."""
-        if self._speaker is None or not self._playing:
+        if self._speaker is None:
             return 0
         latency = self._speaker.latency_s() or 0.0
         unheard = max(0.0, latency - self._speaker.device_latency_s())
