@@ -125,7 +125,29 @@ def resolve_device(sd: Any, wanted: str | None, kind: str) -> int | str | None:
     return None
 
 
-class SoundDeviceAudio:
+class EdgeCounters:
+    """What both sound edges keep for the client: the playback reports it drains and the
+    counters `run` summarises."""
+
+    def __init__(self) -> None:
+        self.reports: collections.deque[PlayReport] = collections.deque(maxlen=10_000)
+        self.underflows = 0
+        self.overflows = 0
+        self.output_latency_s = 0.0
+        self.input_latency_s = 0.0
+        self.output_starts = 0
+        self.output_aborts = 0
+
+    def drain_reports(self) -> list[PlayReport]:
+        """Reports appended since the last call."""
+        out = []
+        reports = self.reports
+        while reports:
+            out.append(reports.popleft())
+        return out
+
+
+class SoundDeviceAudio(EdgeCounters):
     """Full-duplex audio through sounddevice, feeding and fed by the conversation."""
 
     def __init__(
@@ -147,13 +169,7 @@ class SoundDeviceAudio:
         """Never stop the output stream when idle (for devices that click on start)."""
         self.idle_stop_s = idle_stop_s
         """Stop the output stream after this long without assistant audio."""
-        self.reports: collections.deque[PlayReport] = collections.deque(maxlen=10_000)
-        self.underflows = 0
-        self.overflows = 0
-        self.output_latency_s = 0.0
-        self.input_latency_s = 0.0
-        self.output_starts = 0
-        self.output_aborts = 0
+        super().__init__()
         self._out: Any = None
         self._in: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -295,14 +311,6 @@ class SoundDeviceAudio:
     def unheard_at_abort_ms(self) -> int:
         """Estimated audio still buffered (so never heard) when the stream is aborted."""
         return round(self.output_latency_s * 1000 + self.output_block * 1000 / SAMPLE_RATE_HZ)
-
-    def drain_reports(self) -> list[PlayReport]:
-        """Reports appended by the output callback since the last call."""
-        out = []
-        reports = self.reports
-        while reports:
-            out.append(reports.popleft())
-        return out
 
     def stop(self) -> None:
         """Stop the control thread, stop and close the streams (idempotent)."""

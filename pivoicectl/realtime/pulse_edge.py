@@ -19,7 +19,6 @@ silent, for the next write and does not wake the client meanwhile.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import math
 import sys
@@ -29,10 +28,11 @@ from typing import Any
 
 from pivoicectl.dsp.levels import FLOOR_DBFS
 from pivoicectl.errors import UserError
+from pivoicectl.realtime.audio_io import EdgeCounters, server_has_node
 from pivoicectl.realtime.conversation import PlayReport
 from pivoicectl.realtime.echo_guard import pcm_level_dbfs
 from pivoicectl.realtime.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ, ms_to_samples
-from pivoicectl.realtime.playback import PlaybackQueue
+from pivoicectl.realtime.playback import PlaybackQueue, PlayedSpan
 
 MicSink = Callable[[bytes], None]
 
@@ -40,7 +40,7 @@ SERVER_BUFFER_S = 2.0
 """Room the server keeps for the speaker stream; only `lead_ms` of it is ever used."""
 
 
-class PulseAudioEdge:
+class PulseAudioEdge(EdgeCounters):
     """Full-duplex audio through the audio server's own protocol, driven by the loop."""
 
     def __init__(
@@ -61,16 +61,9 @@ class PulseAudioEdge:
         speaker runs dry. Not more: the conversation and the mic path take "playing" from
         what is still queued here, and with 140 ms the parrot's 100 ms chunks all went
         straight to the server, so barge-in saw nothing playing and the answer ran on."""
-        self.reports: collections.deque[PlayReport] = collections.deque(maxlen=10_000)
-        self.underflows = 0
-        self.overflows = 0
-        self.output_latency_s = 0.0
-        """The speaker's latency after the last write (lead plus device)."""
-        self.input_latency_s = 0.0
+        super().__init__()  # output_latency_s: after the last write (lead plus device)
         self.unheard_at_abort_ms = 0
         """Audio the last barge-in flushed from the server (never heard)."""
-        self.output_starts = 0
-        self.output_aborts = 0
         self.error: str | None = None
         self._context: Any = None
         self._mic_stream: Any = None
@@ -85,7 +78,6 @@ class PulseAudioEdge:
     def start(self, loop: asyncio.AbstractEventLoop, mic: MicSink) -> None:
         """Connect, open both streams, start the tick; problems are a UserError."""
         from pivoicectl import libpulse
-        from pivoicectl.realtime.audio_io import server_has_node
 
         # The server would quietly connect an unknown name to the default device.
         for name, kind, what in (
@@ -144,14 +136,6 @@ class PulseAudioEdge:
                 time.sleep(min(0.3, self._speaker.latency_s() or 0.0))
         context.close()
         self._mic_stream = self._speaker = None
-
-    def drain_reports(self) -> list[PlayReport]:
-        """Reports of speaker audio written since the last call."""
-        out = []
-        reports = self.reports
-        while reports:
-            out.append(reports.popleft())
-        return out
 
     # --- the tick -------------------------------------------------------------------------
 
@@ -226,8 +210,6 @@ class PulseAudioEdge:
         """One PlayReport per block of what was written, timed when each is heard, so the
         echo guard and onset mute see the same block-by-block timeline as with
         PortAudio."""
-        from pivoicectl.realtime.playback import PlayedSpan
-
         step = self.block_bytes
         remaining = list(spans)
         for offset in range(0, len(pcm), step):

@@ -22,14 +22,16 @@ from pivoicectl.audio_server import AudioServer
 from pivoicectl.errors import UserError
 from pivoicectl.realtime.audio_io import SoundDeviceAudio
 from pivoicectl.realtime.playback import PlaybackQueue
+from pivoicectl.realtime.pulse_edge import PulseAudioEdge
 
 async def main():
     queue = PlaybackQueue()
-    audio = SoundDeviceAudio(queue, sys.argv[1] or None, sys.argv[2] or None)
+    edge = PulseAudioEdge if sys.argv[3] == "pulse" else SoundDeviceAudio
+    audio = edge(queue, sys.argv[1] or None, sys.argv[2] or None)
     try:
         audio.start(asyncio.get_running_loop(), lambda pcm: None)
     except UserError as e:
-        print(json.dumps({"error": e.message}))
+        print(json.dumps({"error": e.message, "hint": e.hint}))
         return
     queue.push("item", "resp", bytes(48000))  # 1 s of silence: the output stream starts
     await asyncio.sleep(0.6)
@@ -50,9 +52,12 @@ asyncio.run(main())
 """
 
 
-def _probe(env: dict[str, str], input_device: str, output_device: str) -> dict:
+def probe_streams(
+    env: dict[str, str], input_device: str, output_device: str, backend: str = "portaudio"
+) -> dict:
+    """The source and sink the `backend` edge's streams connect to, or its UserError."""
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, input_device, output_device],
+        [sys.executable, "-c", PROBE, input_device, output_device, backend],
         env=env,
         capture_output=True,
         text=True,
@@ -64,16 +69,16 @@ def _probe(env: dict[str, str], input_device: str, output_device: str) -> dict:
 
 @pytest.mark.timeout(60)
 def test_server_source_and_sink_names_pick_the_streams_targets(shared_room):
-    default = _probe(shared_room.env, "", "")
+    default = probe_streams(shared_room.env, "", "")
     assert default == {"sources": ["sim_mic"], "sinks": ["sim_speaker"]}, default
-    named = _probe(shared_room.env, "sim_speaker.monitor", "sim_air")
+    named = probe_streams(shared_room.env, "sim_speaker.monitor", "sim_air")
     assert named == {"sources": ["sim_speaker.monitor"], "sinks": ["sim_air"]}, named
 
 
 @pytest.mark.timeout(60)
 def test_an_unknown_device_name_is_a_user_error(shared_room):
-    result = _probe(shared_room.env, "no_such_mic", "")
-    assert result == {"error": "no input device matches 'no_such_mic'"}
+    result = probe_streams(shared_room.env, "no_such_mic", "")
+    assert result["error"] == "no input device matches 'no_such_mic'", result
 
 
 LIFECYCLE = r"""

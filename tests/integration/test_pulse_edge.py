@@ -13,35 +13,7 @@ import sys
 
 import pytest
 
-PROBE = r"""
-import asyncio, json, os, sys
-from pivoicectl.audio_server import AudioServer
-from pivoicectl.errors import UserError
-from pivoicectl.realtime.playback import PlaybackQueue
-from pivoicectl.realtime.pulse_edge import PulseAudioEdge
-
-async def main():
-    audio = PulseAudioEdge(PlaybackQueue(), sys.argv[1] or None, sys.argv[2] or None)
-    try:
-        audio.start(asyncio.get_running_loop(), lambda pcm: None)
-    except UserError as e:
-        print(json.dumps({"error": e.message, "hint": e.hint}))
-        return
-    with AudioServer.connect() as server:
-        pulse = server._pulse
-        sources = {s.index: s.name for s in pulse.source_list()}
-        sinks = {s.index: s.name for s in pulse.sink_list()}
-        me = str(os.getpid())
-        mine = lambda o: o.proplist.get("application.process.id") == me
-        result = {
-            "sources": [sources.get(o.source) for o in pulse.source_output_list() if mine(o)],
-            "sinks": [sinks.get(o.sink) for o in pulse.sink_input_list() if mine(o)],
-        }
-    audio.stop()
-    print(json.dumps(result))
-
-asyncio.run(main())
-"""
+from tests.integration.test_audio_edge import probe_streams
 
 LOOP = r"""
 import asyncio, json, time
@@ -104,15 +76,15 @@ def _run(env: dict[str, str], code: str, *args: str) -> dict | list:
 
 @pytest.mark.timeout(60)
 def test_streams_go_to_the_default_or_the_named_source_and_sink(shared_room):
-    default = _run(shared_room.env, PROBE, "", "")
+    default = probe_streams(shared_room.env, "", "", "pulse")
     assert default == {"sources": ["sim_mic"], "sinks": ["sim_speaker"]}, default
-    named = _run(shared_room.env, PROBE, "sim_speaker.monitor", "sim_air")
+    named = probe_streams(shared_room.env, "sim_speaker.monitor", "sim_air", "pulse")
     assert named == {"sources": ["sim_speaker.monitor"], "sinks": ["sim_air"]}, named
 
 
 @pytest.mark.timeout(60)
 def test_an_unknown_source_is_a_user_error_with_a_hint(shared_room):
-    result = _run(shared_room.env, PROBE, "no_such_mic", "")
+    result = probe_streams(shared_room.env, "no_such_mic", "", "pulse")
     assert result["error"] == "the audio server has no source named 'no_such_mic'", result
     assert "pivoicectl devices" in result["hint"] and "portaudio" in result["hint"]
 
