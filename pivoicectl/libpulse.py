@@ -112,6 +112,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "pa_stream_flush": (c_void_p, [c_void_p, c_void_p, c_void_p]),
     "pa_stream_get_latency": (c_int, [c_void_p, POINTER(c_uint64), POINTER(c_int)]),
     "pa_stream_get_timing_info": (POINTER(TimingInfo), [c_void_p]),
+    "pa_stream_update_timing_info": (c_void_p, [c_void_p, c_void_p, c_void_p]),
     "pa_stream_get_device_name": (c_char_p, [c_void_p]),
     "pa_stream_set_underflow_callback": (None, [c_void_p, NotifyCallback, c_void_p]),
     "pa_stream_set_overflow_callback": (None, [c_void_p, NotifyCallback, c_void_p]),
@@ -258,6 +259,7 @@ class Stream:
         self._size = c_size_t()
         self._usec = c_uint64()
         self._negative = c_int()
+        self._bytes_per_s = rate * 2
 
     def connect(self, call: Any, device: str | None) -> None:
         what = f"{'device ' + repr(device) if device else 'the default device'}"
@@ -314,6 +316,33 @@ class Stream:
         if self.lib.pa_stream_get_latency(self._stream, byref(self._usec), byref(self._negative)):
             return None
         return 0.0 if self._negative.value else self._usec.value / 1e6
+
+    def request_timing(self) -> None:
+        """Ask the server for fresh read/write indices (the reply lands on a `pump`)."""
+        operation = self.lib.pa_stream_update_timing_info(self._stream, None, None)
+        if operation:
+            self.lib.pa_operation_unref(operation)
+
+    def buffered_s(self, max_age_s: float) -> float | None:
+        """Playback audio the server held at its last timing reply, less what it has
+        played since; None unless that reply is younger than `max_age_s` and says the
+        stream was playing (a stopped stream may have started since).
+
+        Why not `latency_s`: between replies libpulse interpolates as if playback never
+        paused and keeps its clock from running backwards, so after the buffer ran dry
+        its latency stays short by the length of the gap (0 ms reported with 400 ms
+        still buffered was seen). This uses the reply alone.
+        """
+        info = self.lib.pa_stream_get_timing_info(self._stream)
+        if not info:
+            return None
+        t = info.contents
+        if t.write_index_corrupt or t.read_index_corrupt or not t.playing:
+            return None
+        age = time.time() - (t.timestamp.tv_sec + t.timestamp.tv_usec / 1e6)
+        if not 0.0 <= age < max_age_s:
+            return None
+        return max(0.0, (t.write_index - t.read_index) / self._bytes_per_s - age)
 
     def device_latency_s(self) -> float:
         """The device's part of the latency (what plays out even after a flush)."""

@@ -137,6 +137,10 @@ class EdgeCounters:
         self.input_latency_s = 0.0
         self.output_starts = 0
         self.output_aborts = 0
+        self.sounding_until_s = 0.0
+        """When (monotonic) the last audio handed to the sound system will have been
+        heard. Why: the edge holds audio ahead of the speaker that is no longer in the
+        `PlaybackQueue`, and the echo guard must stay closed until it has played."""
 
     def drain_reports(self) -> list[PlayReport]:
         """Reports appended since the last call."""
@@ -195,14 +199,15 @@ class SoundDeviceAudio(EdgeCounters):
             self.underflows += 1
         pcm, accounting = self.playback.pull(frames)
         outdata[:] = pcm
-        if accounting.spans:
-            self._last_audio_s = now
-            level = pcm_level_dbfs(pcm)
-        else:
-            level = FLOOR_DBFS
         delay = time_info.outputBufferDacTime - time_info.currentTime
         if not 0.0 <= delay < 2.0:  # some backends report 0 or garbage
             delay = self.output_latency_s
+        if accounting.spans:
+            self._last_audio_s = now
+            self.sounding_until_s = now + delay + frames / SAMPLE_RATE_HZ
+            level = pcm_level_dbfs(pcm)
+        else:
+            level = FLOOR_DBFS
         self._report(now, now + delay, accounting.spans, accounting.silence_samples, level)
 
     def _report(
@@ -246,6 +251,7 @@ class SoundDeviceAudio(EdgeCounters):
                     # The speaker is silent from here on: a report with no audio in it
                     # tells the conversation so (see Conversation.played).
                     now = time.monotonic()
+                    self.sounding_until_s = now
                     self._report(now, now, (), 0, FLOOR_DBFS)
                 if not out.active and (self.keep_output_open or self.playback.queued_samples):
                     self._last_audio_s = time.monotonic()

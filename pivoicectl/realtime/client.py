@@ -65,6 +65,8 @@ _QUIET_RECVS = frozenset({"response.output_audio.delta", "response.output_audio_
 class AudioEdge(Protocol):
     underflows: int
     overflows: int
+    sounding_until_s: float
+    """When (monotonic) the audio handed over so far will have been heard."""
 
     def start(self, loop: asyncio.AbstractEventLoop, mic: Callable[[bytes], None]) -> None: ...
 
@@ -447,7 +449,10 @@ class RealtimeClient:
         now = self.clock()
         wake = self._pacer.feed(pcm, now)
         if self.mic_path is not None:
-            playing = self.conversation.playback.queued_samples > 0
+            playing = (
+                self.conversation.playback.queued_samples > 0
+                or self.audio.sounding_until_s > time.monotonic()
+            )
             decision = self.mic_path.feed(pcm, now, playing)
             if decision.interrupt_source is not None and self.conversation.ready:
                 wake = True

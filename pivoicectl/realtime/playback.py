@@ -409,15 +409,19 @@ class PlaybackQueue:
             # Nothing received means nothing heard; the service also rejects truncating
             # an item that holds no audio yet.
             return None
-        margin = ms_to_samples(self._margins.received_margin_ms)
-        if account.audio_done and account.played_samples >= account.received_samples - margin:
-            return None  # it had finished playing: the model said nothing unheard
-        account.truncated = True
         margins = self._margins
         if self._unheard_estimate is not None:
             margins = dataclasses.replace(
                 margins, device_latency_ms=max(0, int(self._unheard_estimate()))
             )
+        # Handed over is not heard: an edge that keeps audio ahead at the server has all
+        # of a short answer out of the queue while most of it is still to play.
+        unheard = ms_to_samples(margins.device_latency_ms) if self._unheard_estimate else 0
+        heard = account.played_samples - unheard
+        margin = ms_to_samples(margins.received_margin_ms)
+        if account.audio_done and heard >= account.received_samples - margin:
+            return None  # it had finished playing: the model said nothing unheard
+        account.truncated = True
         return TruncatePlan(
             item_id=account.item_id,
             response_id=account.response_id,

@@ -14,6 +14,16 @@ as its first delta is queued, not at the next tick.
 
 The stream stays connected between answers: with 20 ms pre-buffering the server waits,
 silent, for the next write and does not wake the client meanwhile.
+
+How much the server holds comes from the edge's own count, not from libpulse's latency:
+the server plays in real time from each write until its buffer runs dry, so the time it
+will run dry follows from what was written and when. libpulse's latency is interpolated
+between timing updates and went wrong both ways when the buffer ran dry between late
+deltas: 0 ms reported while the server held 400 ms (the edge wrote ahead, and the echo
+guard saw nothing playing while the speaker still talked), and 113 ms while it held 65.
+The count agreed with the server's own read index to -4..+9 ms (511 ticks). While audio
+is out, each tick asks the server for its indices, and a fresh reply that says it holds
+more than the count (a server that stalled) wins.
 """
 
 from __future__ import annotations
@@ -35,6 +45,10 @@ from pivoicectl.realtime.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ, ms_to_s
 from pivoicectl.realtime.playback import PlaybackQueue, PlayedSpan
 
 MicSink = Callable[[bytes], None]
+
+SERVER_LAG_S = 0.015
+"""How far the server's own count may exceed the edge's before it wins (its read index
+moves a period at a time: -4..+9 ms apart in steady playback)."""
 
 SERVER_BUFFER_S = 2.0
 """Room the server keeps for the speaker stream; only `lead_ms` of it is ever used."""
@@ -58,11 +72,18 @@ class PulseAudioEdge(EdgeCounters):
         self.block_bytes = ms_to_samples(block_ms) * BYTES_PER_SAMPLE
         self.lead_s = (lead_ms if lead_ms is not None else 2 * block_ms + 20) / 1000
         """Speaker audio kept at the server. The loop must come back within this, or the
-        speaker runs dry. Not more: the conversation and the mic path take "playing" from
-        what is still queued here, and with 140 ms the parrot's 100 ms chunks all went
-        straight to the server, so barge-in saw nothing playing and the answer ran on."""
+        speaker runs dry. Not more: the truncation and the conversation's bookkeeping
+        count per item what left the queue, and the closer that is to what was heard the
+        less rests on the estimate of what the server held (with 140 ms the parrot's
+        100 ms chunks all went straight to the server and barge-in saw nothing queued)."""
         super().__init__()  # output_latency_s: after the last write (lead plus device)
+        self._drain_s = 0.0
+        """When (monotonic) the server will have played all written audio but for the
+        device's own part; in the past when its buffer is dry."""
+        self._device_s = 0.0
         self.unheard_at_abort_ms = 0
+        self.server_lags = 0
+        """Top-ups where libpulse said the server held more than the edge's count."""
         """Audio the last barge-in flushed from the server (never heard)."""
         self.error: str | None = None
         self._context: Any = None
@@ -71,7 +92,6 @@ class PulseAudioEdge(EdgeCounters):
         self._mic: MicSink | None = None
         self._pending = bytearray()
         self._timer: asyncio.TimerHandle | None = None
-        self._playing = False
 
     # --- lifecycle (event loop thread) --------------------------------------------------
 
@@ -132,8 +152,8 @@ class PulseAudioEdge(EdgeCounters):
         if context is None:
             return
         with contextlib.suppress(Exception):
-            if self._speaker is not None and self._playing:
-                time.sleep(min(0.3, self._speaker.latency_s() or 0.0))
+            if self._speaker is not None:
+                time.sleep(min(0.3, self._held_s(time.monotonic()) + self._device_s))
         context.close()
         self._mic_stream = self._speaker = None
 
@@ -160,7 +180,10 @@ class PulseAudioEdge(EdgeCounters):
         context = self._context
         if context is None:
             return
-        self._top_up(time.monotonic())
+        now = time.monotonic()
+        self._top_up(now)
+        if self._drain_s > now - 0.1:  # audio is out: fresh indices for the next top-up
+            self._speaker.request_timing()
         context.pump()
         if not context.alive:
             self._lost(context.error())
@@ -182,29 +205,38 @@ class PulseAudioEdge(EdgeCounters):
         self._context = None
         self._mic = None
 
+    def _held_s(self, now: float) -> float:
+        """Audio the server holds for the speaker that a flush now would drop."""
+        return max(0.0, self._drain_s - now)
+
     def _top_up(self, now: float) -> None:
         """Write queued audio until the server holds `lead_s` ahead of the speaker."""
         queued = self.playback.queued_samples
         if not queued:
             return
-        latency = self._speaker.latency_s() or 0.0
-        if not self._playing:
-            # After a pause the stream waits for its pre-buffer; the first sample is heard
-            # after the device's part of the latency.
-            latency = self._speaker.device_latency_s()
-            self.output_starts += 1
-        need = math.ceil((self.lead_s - latency) * SAMPLE_RATE_HZ)
+        speaker = self._speaker
+        self._device_s = device = speaker.device_latency_s()
+        held = self._held_s(now)
+        reported = speaker.buffered_s(max_age_s=0.1)
+        if reported is not None and reported > held + SERVER_LAG_S:
+            held = reported  # the server played less than the count says
+            self.server_lags += 1
+        if held <= 0.0:
+            self.output_starts += 1  # the first sample is heard after the device's part
+        need = math.ceil((self.lead_s - held) * SAMPLE_RATE_HZ)
         if need <= 0:
             return
         pcm, accounting = self.playback.pull(min(need, queued))
         try:
-            self._speaker.write(pcm)
+            speaker.write(pcm)
         except Exception as exc:  # a dropped server is reported by the next tick
             self.error = str(exc)
             return
-        self._playing = True
-        self.output_latency_s = latency + len(pcm) / BYTES_PER_SAMPLE / SAMPLE_RATE_HZ
-        self._report_written(now, latency, pcm, accounting.spans)
+        duration = len(pcm) / BYTES_PER_SAMPLE / SAMPLE_RATE_HZ
+        self._drain_s = now + held + duration
+        self.sounding_until_s = self._drain_s + device
+        self.output_latency_s = held + device + duration
+        self._report_written(now, held + device, pcm, accounting.spans)
 
     def _report_written(self, now: float, latency_s: float, pcm: bytes, spans: Any) -> None:
         """One PlayReport per block of what was written, timed when each is heard, so the
@@ -247,12 +279,12 @@ class PulseAudioEdge(EdgeCounters):
         if what == "audio":
             self._top_up(now)
         elif what == "flush":
-            # Always flush: the underflow notice that clears `_playing` can arrive after
-            # the next answer's first write, and a skipped flush lets the whole lead play.
-            if self._unheard_ms() > 0:
+            # Always flush, even when the count says the server is dry: a skipped flush
+            # would let whatever it does hold play on.
+            if self._held_s(now) > 0:
                 self.output_aborts += 1
             self._speaker.flush()
-            self._playing = False
+            self._drain_s = self.sounding_until_s = now
             # The speaker is silent from here on (but for the device's own few ms): a
             # report with no audio in it tells the conversation so.
             self.reports.append(
@@ -264,18 +296,15 @@ class PulseAudioEdge(EdgeCounters):
         """Audio written to the server that a flush now would drop (never heard)."""
         if self._speaker is None:
             return 0
-        latency = self._speaker.latency_s() or 0.0
-        unheard = max(0.0, latency - self._speaker.device_latency_s())
-        self.unheard_at_abort_ms = round(unheard * 1000)
+        self.unheard_at_abort_ms = round(self._held_s(time.monotonic()) * 1000)
         return self.unheard_at_abort_ms
 
     def _on_underflow(self) -> None:
         # The buffer running dry at the end of an answer is normal; with audio still
-        # queued here it is a real underrun (a late tick).
+        # queued here it is a real underrun (a late tick). The notice comes late, maybe
+        # after the next write, so it says nothing about what the server holds now.
         if self.playback.queued_samples:
             self.underflows += 1
-        else:
-            self._playing = False
 
     def _on_overflow(self) -> None:
         self.overflows += 1

@@ -55,6 +55,49 @@ async def main():
 asyncio.run(main())
 """
 
+PACED = r"""
+import asyncio, json, time
+import numpy as np
+from pivoicectl.realtime.echo_guard import pcm_level_dbfs
+from pivoicectl.realtime.playback import PlaybackQueue
+from pivoicectl.realtime.pulse_edge import PulseAudioEdge
+
+def tone(seconds):
+    t = np.arange(int(24000 * seconds)) / 24000
+    return (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2").tobytes()
+
+async def main():
+    blocks = []
+    queue = PlaybackQueue()
+    audio = PulseAudioEdge(queue)
+    audio.start(asyncio.get_running_loop(), lambda pcm: blocks.append((time.monotonic(), pcm)))
+    await asyncio.sleep(0.5)
+    chunk, late = tone(0.1), {4: 0.05, 9: 0.07, 15: 0.04, 21: 0.06}
+    t0 = time.monotonic()
+    sounding_while_queued = []
+    for i in range(30):  # the parrot's pace: 100 ms chunks in real time, a few late
+        due = t0 + 0.1 * i + late.get(i, 0.0)
+        while time.monotonic() < due:
+            await asyncio.sleep(0.005)
+            sounding_while_queued.append(audio.sounding_until_s > time.monotonic())
+        queue.push("a", "r1", chunk)
+    while queue.queued_samples:
+        await asyncio.sleep(0.002)
+    t_empty = time.monotonic()
+    sounding_s = audio.sounding_until_s - t_empty
+    await asyncio.sleep(0.8)
+    loud = [t for t, p in blocks if t > t0 and pcm_level_dbfs(p) > -40]
+    print(json.dumps({
+        "mic_after_empty_ms": (loud[-1] - t_empty) * 1000,
+        "sounding_after_empty_ms": sounding_s * 1000,
+        "input_latency_ms": audio.input_latency_s * 1000,
+        "sounding_share": sum(sounding_while_queued) / len(sounding_while_queued),
+    }))
+    audio.stop()
+
+asyncio.run(main())
+"""
+
 CHOOSE = r"""
 import json, sys
 from pivoicectl.realtime.audio_backends import choose_backend
@@ -104,6 +147,22 @@ def test_a_tone_goes_round_the_room_and_a_flush_stops_it(shared_room):
     assert 5 <= r["unheard_ms"] <= 80, r
     assert r["truncate_ms"] == pytest.approx(r["handed_ms"] - r["unheard_ms"], abs=1)
     assert r["underflows"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_the_edge_knows_how_long_the_speaker_still_sounds(shared_room):
+    """Deltas at the parrot's pace let the server's buffer run dry between them; there
+    libpulse's own latency once read 0 ms while 400 ms were still buffered, the edge
+    wrote far ahead, and the echo guard opened while the speaker still talked."""
+    r = _run(shared_room.env, PACED)
+    # No more than the lead (60 ms) is at the server when the queue empties...
+    assert 0 < r["sounding_after_empty_ms"] <= 65, r
+    # ...and the speaker, heard through the room in the edge's own mic blocks, stops
+    # then: after the echo path (17 ms), the mic's latency, a block and a tick (48 ms
+    # measured), not 400 ms on.
+    lag_ms = r["mic_after_empty_ms"] - r["sounding_after_empty_ms"]
+    assert 0 <= lag_ms <= r["input_latency_ms"] + 17 + 40 + 15, r
+    assert r["sounding_share"] > 0.9, r  # sounding almost throughout, gaps are short
 
 
 @pytest.mark.timeout(60)

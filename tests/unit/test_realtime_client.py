@@ -29,7 +29,9 @@ from pivoicectl.errors import UserError
 from pivoicectl.realtime import events as ev
 from pivoicectl.realtime.client import TICK_S, ClientOptions, ClientResult, RealtimeClient
 from pivoicectl.realtime.conversation import Conversation, PlayReport
+from pivoicectl.realtime.echo_guard import EchoGuardSettings
 from pivoicectl.realtime.local_server import LocalServerSettings, LocalServerThread
+from pivoicectl.realtime.mic_path import MicPath, OnsetMuteSettings
 from pivoicectl.realtime.playback import PlaybackQueue
 from pivoicectl.realtime.reconnect import BackoffPolicy, RenewalPolicy
 from pivoicectl.realtime.trace import TraceWriter
@@ -171,6 +173,7 @@ class FakeDevice:
 
     underflows = 0
     overflows = 0
+    sounding_until_s = 0.0
 
     def __init__(self, playback: PlaybackQueue, mic_level: int = 0, autofeed: bool = True) -> None:
         self.playback = playback
@@ -339,6 +342,7 @@ def drive(
     stop_after_script: bool = True,
     button: FakeButton | None = None,
     autofeed: bool = True,
+    mic_path: MicPath | None = None,
     **options: Any,
 ) -> tuple[ClientResult, Harness]:
     """Run the client and `script` side by side; stop the client when the script is done
@@ -353,7 +357,14 @@ def drive(
         device = FakeDevice(conv.playback, autofeed=autofeed)
         ui = RecordingUi()
         client = RealtimeClient(
-            opts, conv, device, ui, TraceWriter(None), connector=connector, button=button
+            opts,
+            conv,
+            device,
+            ui,
+            TraceWriter(None),
+            connector=connector,
+            button=button,
+            mic_path=mic_path,
         )
         h = Harness(client, conv, connector, device, ui)
         h.run_task = asyncio.create_task(client.run())
@@ -496,6 +507,31 @@ def test_unknown_garbage_and_error_events_do_not_end_the_session():
     assert h.conversation.errors[0]["code"] == "invalid_value"
     assert any("Something was wrong" in t for t in h.ui.text("error"))
     assert result.reason == "test"
+
+
+def test_the_echo_gate_stays_shut_while_the_edge_says_its_speaker_still_sounds():
+    """The queue is empty, but the edge still holds audio ahead of the speaker (the
+    libpulse edge keeps it at the server): the gate must treat that as playing."""
+    marks: dict[str, int] = {}
+
+    async def script(h: Harness) -> None:
+        conn = await h.connected()
+        conn.push(session_created())
+        appends = lambda: len(conn.of_type("input_audio_buffer.append"))  # noqa: E731
+        await h.until(lambda: appends() >= 3, "mic audio")
+        h.device.sounding_until_s = time.monotonic() + 0.3
+        before = appends()
+        await asyncio.sleep(0.25)
+        marks["during"] = appends() - before
+        await asyncio.sleep(0.25)  # past the sound and the 100 ms tail
+        before = appends()
+        await asyncio.sleep(0.2)
+        marks["after"] = appends() - before
+
+    guard = EchoGuardSettings(mode="gate", tail_ms=100)
+    drive(script, mic_path=MicPath(guard_settings=guard, onset_settings=OnsetMuteSettings(0)))
+    assert marks["during"] <= 1, marks  # at most one block already on its way
+    assert marks["after"] >= 5, marks  # 10 blocks in 200 ms
 
 
 # --- losing the connection ---------------------------------------------------------------------

@@ -105,6 +105,24 @@ def test_device_latency_is_subtracted():
     assert q.interrupt().audio_end_ms == 440
 
 
+def test_an_answer_handed_over_but_not_yet_heard_is_still_truncated():
+    # All 300 ms left the queue, but the edge says 250 ms of it are still at the server.
+    q = PlaybackQueue(TruncationMargins(received_margin_ms=100))
+    q.set_unheard_estimate(lambda: 250)
+    q.push("item_a", "resp_1", pcm(ms_to_samples(300)))
+    q.mark_audio_done("item_a")
+    q.pull(ms_to_samples(300))
+    plan = q.interrupt()
+    assert plan is not None and plan.audio_end_ms == 50
+    # With the estimate gone (nothing held), the same answer counts as heard in full.
+    q2 = PlaybackQueue(TruncationMargins(received_margin_ms=100))
+    q2.set_unheard_estimate(lambda: 0)
+    q2.push("item_a", "resp_1", pcm(ms_to_samples(300)))
+    q2.mark_audio_done("item_a")
+    q2.pull(ms_to_samples(300))
+    assert q2.interrupt() is None
+
+
 def test_counters_reset_when_the_item_id_changes():
     q = PlaybackQueue(NO_MARGIN)
     q.push("item_a", "resp_1", pcm(ms_to_samples(1000)))
