@@ -227,6 +227,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--audio-backend", choices=("pulse", "portaudio"), default="pulse")
     ap.add_argument("--uplink-batch-ms", type=int, default=100)
+    ap.add_argument("--block-ms", type=int, default=20, help="mic block and tick period")
     args = ap.parse_args()
     wakeup_cost = wakeup_cost_percent()
     root = Path(tempfile.mkdtemp(prefix="pvsim-bench-", dir="/tmp"))
@@ -252,7 +253,11 @@ def main() -> None:
         floor = floor_client_percent(env, f"ws://127.0.0.1:{port}/v1/realtime")
         recorder = StampedRecorder(env, "sim_speaker.monitor")
         run = RunProcess(
-            {**env, "PIVOICECTL_UPLINK_BATCH_MS": str(args.uplink_batch_ms)},
+            {
+                **env,
+                "PIVOICECTL_UPLINK_BATCH_MS": str(args.uplink_batch_ms),
+                "PIVOICECTL_INPUT_BLOCK_MS": str(args.block_ms),
+            },
             tmp / "trace.jsonl",
             "--url",
             f"ws://127.0.0.1:{port}/v1/realtime",
@@ -307,7 +312,8 @@ def main() -> None:
         return f"median {statistics.median(xs):.1f} ms, max {max(xs):.1f} ms (n={len(xs)})"
 
     print(
-        f"rounds: {args.rounds}; backend {summary['audio_backend']}; uplink batch "
+        f"rounds: {args.rounds}; backend {summary['audio_backend']}; {args.block_ms} ms blocks; "
+        f"uplink batch "
         f"{args.uplink_batch_ms} ms ({summary['mic_blocks_sent']} mic blocks in "
         f"{summary['mic_messages_sent']} sends); "
         f"output latency reported: {summary['output_latency_ms']} ms"
