@@ -34,6 +34,11 @@ class OnsetMuteSettings:
     VAD to take the assistant's own voice for the user: it interrupted itself 0.5 s
     into its answer. Sending silence for `mute_ms` from the loud onset hides that
     transient; the cost is that speech in that window does not reach the service.
+
+    A new answer (another response id) is an onset too, however short the quiet: on
+    PipeWire 0.3.65 an answer that followed an interruption 0.6 s after it was cut off
+    interrupted itself 120 ms in (the canceller had just heard the person talk over the
+    previous answer).
     """
 
     mute_ms: int = 300
@@ -53,14 +58,21 @@ class OnsetMute:
         self.settings = settings
         self._last_loud_s: float | None = None
         self._onset_s: float | None = None
+        self._response_id: str | None = None
         self.blocks_muted = 0
 
     def played(self, report: PlayReport) -> None:
         if not report.spans or report.level_dbfs < self.settings.loud_dbfs:
             return
         last = self._last_loud_s
-        if last is None or report.audible_s - last > self.settings.quiet_before_s:
+        response_id = report.spans[-1].response_id
+        if (
+            last is None
+            or report.audible_s - last > self.settings.quiet_before_s
+            or response_id != self._response_id
+        ):
             self._onset_s = report.audible_s
+        self._response_id = response_id
         self._last_loud_s = report.audible_s
 
     def mutes(self, now_s: float) -> bool:

@@ -235,8 +235,8 @@ def test_mic_path_composes_guard_and_detector():
     assert path.feed(b"ab", 0.01, playing=True).send == ()
 
 
-def _report(t: float, level: float, audio: bool = True) -> PlayReport:
-    spans = (PlayedSpan("item", "resp", 480),) if audio else ()
+def _report(t: float, level: float, audio: bool = True, response: str = "resp") -> PlayReport:
+    spans = (PlayedSpan("item", response, 480),) if audio else ()
     return PlayReport(t, t, spans, 0 if audio else 480, level_dbfs=level)
 
 
@@ -257,6 +257,9 @@ def test_onset_mute_silences_the_mic_as_an_answer_turns_loud_after_quiet():
     assert path.feed(mic, 2.55, playing=True).send == (mic,)
     path.played(_report(4.0, -25.0))  # after 1.5 s of quiet: a new answer, muted again
     assert path.feed(mic, 4.05, playing=True).send == (bytes(len(mic)),)
+    path.played(_report(4.5, -25.0, response="resp_2"))  # another answer, 0.5 s on: too
+    assert path.feed(mic, 4.55, playing=True).send == (bytes(len(mic)),)
+    assert path.feed(mic, 4.81, playing=True).send == (mic,)
 
 
 def test_onset_mute_settings_are_checked():
