@@ -115,7 +115,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
     from pivoicectl.realtime.uplink import UplinkSettings
 
     if settings.ptt == "gpio":
-        from pivoicectl.realtime.ptt_input import load_gpio
+        from pivoicectl.realtime.ptt_gpio import load_gpio
 
         load_gpio()  # a missing library is reported before anything starts
     server = None

@@ -264,16 +264,6 @@ class PlaybackQueue:
                 if account.response_id == response_id:
                     account.audio_done = True
 
-    def drop_response(self, response_id: str) -> int:
-        """Stop playing `response_id` and ignore its late deltas; returns samples dropped."""
-        with self._lock:
-            self._remember_dropped(response_id)
-            kept = deque(c for c in self._chunks if c.response_id != response_id)
-            dropped = self._queued_samples - sum(c.n_samples - c.offset_samples for c in kept)
-            self._chunks = kept
-            self._queued_samples -= dropped
-            return dropped
-
     def is_dropped(self, response_id: str) -> bool:
         """Whether deltas of `response_id` are being discarded."""
         with self._lock:

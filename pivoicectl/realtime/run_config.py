@@ -48,7 +48,8 @@ from pivoicectl.errors import UserError
 from pivoicectl.realtime import events as ev
 from pivoicectl.realtime.barge_in import BARGE_IN_CHOICES, BargeInSettings
 from pivoicectl.realtime.echo_guard import EchoGuardSettings
-from pivoicectl.realtime.ptt_input import PTT_CHOICES, GpioSettings
+from pivoicectl.realtime.ptt_gpio import GpioSettings
+from pivoicectl.realtime.ptt_input import PTT_CHOICES
 from pivoicectl.realtime.uplink import UplinkSettings
 
 VAD_CHOICES = {"server": "server_vad", "semantic": "semantic_vad", "none": "none"}

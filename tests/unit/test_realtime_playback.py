@@ -188,16 +188,6 @@ def test_late_deltas_of_interrupted_responses_are_dropped():
     assert q.queued_samples == 10
 
 
-def test_drop_response_removes_only_that_response():
-    q = PlaybackQueue(NO_MARGIN)
-    q.push("item_a", "resp_1", pcm(100, 1))
-    q.push("item_b", "resp_2", pcm(100, 2))
-    q.pull(40)
-    assert q.drop_response("resp_1") == 60
-    data, _ = q.pull(100)
-    assert data == pcm(100, 2)
-
-
 def test_flush_keeps_accounting():
     q = PlaybackQueue(NO_MARGIN)
     q.push("item_a", "resp_1", pcm(1000))

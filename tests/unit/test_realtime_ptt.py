@@ -22,13 +22,8 @@ from pivoicectl.realtime.client import ClientOptions, RealtimeClient
 from pivoicectl.realtime.conversation import Conversation
 from pivoicectl.realtime.local_server import LocalServerThread
 from pivoicectl.realtime.playback import PlaybackQueue, TruncationMargins
-from pivoicectl.realtime.ptt_input import (
-    GpioButton,
-    GpioSettings,
-    KeyButton,
-    KeyTiming,
-    load_gpio,
-)
+from pivoicectl.realtime.ptt_gpio import GpioButton, GpioSettings, load_gpio
+from pivoicectl.realtime.ptt_key import KeyButton, KeyTiming
 from pivoicectl.realtime.trace import TraceWriter
 
 pytestmark = pytest.mark.timeout(40)
