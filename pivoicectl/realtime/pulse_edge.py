@@ -22,8 +22,8 @@ between timing updates and went wrong both ways when the buffer ran dry between 
 deltas: 0 ms reported while the server held 400 ms (the edge wrote ahead, and the echo
 guard saw nothing playing while the speaker still talked), and 113 ms while it held 65.
 The count agreed with the server's own read index to -4..+9 ms (511 ticks). While audio
-is out, each tick asks the server for its indices, and a fresh reply that says it holds
-more than the count (a server that stalled) wins.
+is out, every 80 ms the edge asks the server for its indices, and a fresh reply that
+says it holds more than the count (a server that stalled) wins.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ from pivoicectl.realtime.playback import PlaybackQueue, PlayedSpan
 
 MicSink = Callable[[bytes], None]
 
+TIMING_EVERY_S = 0.08
+"""How often the server's own indices are asked for while audio is out."""
 SERVER_LAG_S = 0.015
 """How far the server's own count may exceed the edge's before it wins (its read index
 moves a period at a time: -4..+9 ms apart in steady playback)."""
@@ -81,6 +83,7 @@ class PulseAudioEdge(EdgeCounters):
         """When (monotonic) the server will have played all written audio but for the
         device's own part; in the past when its buffer is dry."""
         self._device_s = 0.0
+        self._next_timing_s = 0.0
         self.unheard_at_abort_ms = 0
         self.server_lags = 0
         """Top-ups where libpulse said the server held more than the edge's count."""
@@ -182,8 +185,11 @@ class PulseAudioEdge(EdgeCounters):
             return
         now = time.monotonic()
         self._top_up(now)
-        if self._drain_s > now - 0.1:  # audio is out: fresh indices for the next top-up
+        if self._drain_s > now - 0.1 and now >= self._next_timing_s:
+            # Audio is out: fresh server indices for the top-ups (not every tick; each
+            # request is a round trip through the server).
             self._speaker.request_timing()
+            self._next_timing_s = now + TIMING_EVERY_S
         context.pump()
         if not context.alive:
             self._lost(context.error())
@@ -217,10 +223,12 @@ class PulseAudioEdge(EdgeCounters):
         speaker = self._speaker
         self._device_s = device = speaker.device_latency_s()
         held = self._held_s(now)
-        reported = speaker.buffered_s(max_age_s=0.1)
+        reported = speaker.buffered_s(max_age_s=TIMING_EVERY_S + 0.05)
         if reported is not None and reported > held + SERVER_LAG_S:
-            held = reported  # the server played less than the count says
+            held = reported  # the server played less than the count says: it stalled
             self.server_lags += 1
+            self._drain_s = now + held
+            self.sounding_until_s = self._drain_s + device
         if held <= 0.0:
             self.output_starts += 1  # the first sample is heard after the device's part
         need = math.ceil((self.lead_s - held) * SAMPLE_RATE_HZ)
