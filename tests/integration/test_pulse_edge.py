@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.test_audio_edge import probe_streams
 
-LOOP = r"""
+START = r"""
 import asyncio, json, time
 import numpy as np
 from pivoicectl.realtime.echo_guard import pcm_level_dbfs
@@ -31,6 +31,12 @@ async def main():
     queue = PlaybackQueue()
     audio = PulseAudioEdge(queue)
     audio.start(asyncio.get_running_loop(), lambda pcm: blocks.append((time.monotonic(), pcm)))
+"""
+"""The edge started in the room; `blocks` gathers its mic blocks, stamped."""
+
+LOOP = (
+    START
+    + r"""
     await asyncio.sleep(1.0)
     out = {"block_bytes": sorted({len(p) for _, p in blocks}), "blocks_1s": len(blocks)}
     blocks.clear()
@@ -54,23 +60,11 @@ async def main():
 
 asyncio.run(main())
 """
+)
 
-PACED = r"""
-import asyncio, json, time
-import numpy as np
-from pivoicectl.realtime.echo_guard import pcm_level_dbfs
-from pivoicectl.realtime.playback import PlaybackQueue
-from pivoicectl.realtime.pulse_edge import PulseAudioEdge
-
-def tone(seconds):
-    t = np.arange(int(24000 * seconds)) / 24000
-    return (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2").tobytes()
-
-async def main():
-    blocks = []
-    queue = PlaybackQueue()
-    audio = PulseAudioEdge(queue)
-    audio.start(asyncio.get_running_loop(), lambda pcm: blocks.append((time.monotonic(), pcm)))
+PACED = (
+    START
+    + r"""
     await asyncio.sleep(0.5)
     chunk, late = tone(0.1), {4: 0.05, 9: 0.07, 15: 0.04, 21: 0.06}
     t0 = time.monotonic()
@@ -97,6 +91,7 @@ async def main():
 
 asyncio.run(main())
 """
+)
 
 CHOOSE = r"""
 import json, sys
