@@ -67,6 +67,8 @@ class AudioEdge(Protocol):
     overflows: int
     sounding_until_s: float
     """When (monotonic) the audio handed over so far will have been heard."""
+    relaxed_ms: int
+    """How seldom the edge may deliver mic audio for now (0: every block, promptly)."""
 
     def start(self, loop: asyncio.AbstractEventLoop, mic: Callable[[bytes], None]) -> None: ...
 
@@ -460,6 +462,9 @@ class RealtimeClient:
             blocks = decision.send
         for block in blocks:
             self._enqueue(block, wake)
+        # A quiet room: the edge may read the mic as seldom as quiet audio is sent.
+        quiet = self.button is None and self._pacer.quiet(now)
+        self.audio.relaxed_ms = self.options.uplink.quiet_batch_ms if quiet else 0
 
     def _pump_reports(self) -> None:
         """Hand the playback reports so far to the conversation (and the mic path)."""

@@ -53,6 +53,10 @@ class UplinkPacer:
         self._waiting_ms = 0.0
         self._last_s: float | None = None
 
+    def quiet(self, now_s: float) -> bool:
+        """Batching is on and nobody has been loud for the hangover."""
+        return self.settings.quiet_batch_ms > 0 and now_s >= self._loud_until_s
+
     def feed(self, pcm: bytes, now_s: float) -> bool:
         s = self.settings
         if s.quiet_batch_ms <= 0:

@@ -81,3 +81,32 @@ def test_a_flush_empties_the_count_and_the_speaker_is_silent_from_then_on():
     assert speaker.flushed == 1
     assert edge._held_s(edge.sounding_until_s) == 0.0
     assert edge.output_aborts == 1
+
+
+def test_the_tick_slows_down_only_while_allowed_and_nothing_is_to_play():
+    edge, _ = _edge(0)
+    now = time.monotonic()
+    assert edge._period_s(now) == 0.020
+    edge.relaxed_ms = 100  # the client: the room is quiet
+    assert edge._period_s(now) == 0.100
+    edge.playback.push("item", "resp", bytes(960))
+    assert edge._period_s(now) == 0.020  # audio to play: every block again
+
+
+def test_a_delta_brings_a_slow_tick_forward():
+    class Loop:
+        def __init__(self) -> None:
+            self.calls: list[float] = []
+
+        def call_at(self, at_s: float, *args: object) -> object:
+            self.calls.append(at_s)
+            return type("Handle", (), {"cancel": lambda self: None})()
+
+    edge, _ = _edge(0)
+    edge._context = type("Ctx", (), {"pump": lambda self: None})()
+    loop = Loop()
+    now = time.monotonic()
+    edge._schedule(loop, now + 0.100)  # a slow tick pending
+    edge.playback.push("item", "resp", bytes(4800))
+    edge._on_playback("audio")
+    assert len(loop.calls) == 2 and loop.calls[1] < now + 0.05

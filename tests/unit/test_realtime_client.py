@@ -174,6 +174,7 @@ class FakeDevice:
     underflows = 0
     overflows = 0
     sounding_until_s = 0.0
+    relaxed_ms = 0
 
     def __init__(self, playback: PlaybackQueue, mic_level: int = 0, autofeed: bool = True) -> None:
         self.playback = playback
@@ -962,6 +963,32 @@ def test_a_loud_block_sends_the_waiting_quiet_ones_at_once_then_one_by_one():
     assert chunks[0] == b"".join(produced[0:3])
     assert chunks[1:] == produced[3:7]
     assert (result.mic_blocks_sent, result.mic_messages_sent) == (7, 5)
+
+
+def test_the_edge_may_read_the_mic_seldom_only_while_the_room_is_quiet():
+    seen: dict[str, int] = {}
+
+    async def script(h: Harness) -> None:
+        await ready_session(h)
+        h.device.burst(2)
+        seen["quiet"] = h.device.relaxed_ms
+        h.device.mic_level = LOUD_LEVEL
+        h.device.burst(1)
+        seen["loud"] = h.device.relaxed_ms
+        h.device.mic_level = 0
+        h.device.burst(1)
+        seen["hangover"] = h.device.relaxed_ms  # 800 ms after the loud block: not yet
+
+    drive(script, connector=FakeConnector(greet=True), autofeed=False, uplink=BATCHED)
+    assert seen == {"quiet": BATCHED.quiet_batch_ms, "loud": 0, "hangover": 0}
+
+    async def unbatched(h: Harness) -> None:
+        await ready_session(h)
+        h.device.burst(3)
+        seen["unbatched"] = h.device.relaxed_ms
+
+    drive(unbatched, connector=FakeConnector(greet=True), autofeed=False)
+    assert seen["unbatched"] == 0  # without batching every block goes out at once
 
 
 def test_without_batching_every_block_is_its_own_append():

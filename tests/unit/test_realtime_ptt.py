@@ -37,6 +37,7 @@ class FakeMic:
     underflows = 0
     overflows = 0
     sounding_until_s = 0.0
+    relaxed_ms = 0
 
     def __init__(self) -> None:
         n = ev.ms_to_samples(BLOCK_MS)

@@ -112,6 +112,15 @@ def test_a_loud_block_goes_out_at_once_mid_batch_then_hangover_then_batching_res
     assert after == [F, F, F, F, T] * 2
 
 
+def test_quiet_means_batching_on_and_no_loud_block_for_the_hangover():
+    pacer = batching(100, hangover_ms=200)
+    assert pacer.quiet(0.0)
+    pacer.feed(sine(-20), 0.0)
+    assert not pacer.quiet(0.1)
+    assert pacer.quiet(0.2)
+    assert not UplinkPacer(UplinkSettings(quiet_batch_ms=0), BLOCK_MS).quiet(5.0)
+
+
 def test_each_loud_block_restarts_the_hangover():
     pacer = batching(100, hangover_ms=200)
     assert pacer.feed(sine(-20), 0.0) is True
