@@ -138,13 +138,13 @@ class EdgeCounters:
         self.output_starts = 0
         self.output_aborts = 0
         self.sounding_until_s = 0.0
+        """When (monotonic) the last audio handed to the sound system will have been
+        heard. Why: the edge holds audio ahead of the speaker that is no longer in the
+        `PlaybackQueue`, and the echo guard must stay closed until it has played."""
         self.relaxed_ms = 0
         """Set by the client: the audio may be read this seldom (ms) for now, because the
         room is quiet and quiet audio waits that long for its send anyway; 0 while
         anything could need a prompt block. Edges driven by device callbacks ignore it."""
-        """When (monotonic) the last audio handed to the sound system will have been
-        heard. Why: the edge holds audio ahead of the speaker that is no longer in the
-        `PlaybackQueue`, and the echo guard must stay closed until it has played."""
 
     def drain_reports(self) -> list[PlayReport]:
         """Reports appended since the last call."""

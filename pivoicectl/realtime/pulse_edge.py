@@ -3,7 +3,8 @@
 One timer on the asyncio loop, every `block_ms` (20 ms), does all the audio work in a
 single wakeup: it lets libpulse read what the server sent, hands the recorded mic
 blocks to the client, and tops up the speaker. There is no audio thread and no callback
-per block, which is what brings the client under 1 % of a core (see `libpulse`).
+per block: the mic and speaker cost 0.45-0.57 % of a core, against 0.31-0.37 % for a bare
+20 ms loop timer and about 1.3 % for PortAudio's (see `libpulse`).
 
 The speaker side keeps `lead_ms` (60 ms) of audio in the server's buffer for the stream and no
 more; the rest waits in the `PlaybackQueue`. So a barge-in loses little: it empties the
@@ -91,13 +92,11 @@ class PulseAudioEdge(EdgeCounters):
         self._device_s = 0.0
         self._timer_at_s = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.relaxed_ticks = 0
-        """Ticks taken while the client allowed slow ones (for the benches)."""
         self._next_timing_s = 0.0
         self.unheard_at_abort_ms = 0
-        self.server_lags = 0
-        """Top-ups where libpulse said the server held more than the edge's count."""
         """Audio the last barge-in flushed from the server (never heard)."""
+        self.server_lags = 0
+        """Top-ups where the server's own indices said it held more than the count."""
         self.error: str | None = None
         self._context: Any = None
         self._mic_stream: Any = None
@@ -193,8 +192,6 @@ class PulseAudioEdge(EdgeCounters):
         if self._context is None:
             return
         self._tick()
-        if self.relaxed_ms:
-            self.relaxed_ticks += 1
         period = self._period_s(time.monotonic())
         next_s = due_s + period
         if next_s < loop.time() - period:  # the loop stalled: start afresh, no catch-up
