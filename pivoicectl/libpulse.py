@@ -323,10 +323,12 @@ class Stream:
         if operation:
             self.lib.pa_operation_unref(operation)
 
-    def buffered_s(self, max_age_s: float) -> float | None:
-        """Playback audio the server held at its last timing reply, less what it has
-        played since; None unless that reply is younger than `max_age_s` and says the
-        stream was playing (a stopped stream may have started since).
+    def playback_timing(self, max_age_s: float) -> tuple[float, float | None]:
+        """From the last timing reply (one read of it per top-up): the device's part of
+        the latency (what plays out even after a flush), and the audio the server held
+        then less what it has played since. The second is None unless the reply is
+        younger than `max_age_s` and says the stream was playing (a stopped stream may
+        have started since).
 
         Why not `latency_s`: between replies libpulse interpolates as if playback never
         paused and keeps its clock from running backwards, so after the buffer ran dry
@@ -335,21 +337,15 @@ class Stream:
         """
         info = self.lib.pa_stream_get_timing_info(self._stream)
         if not info:
-            return None
+            return 0.0, None
         t = info.contents
+        device = t.sink_usec / 1e6
         if t.write_index_corrupt or t.read_index_corrupt or not t.playing:
-            return None
+            return device, None
         age = time.time() - (t.timestamp.tv_sec + t.timestamp.tv_usec / 1e6)
         if not 0.0 <= age < max_age_s:
-            return None
-        return max(0.0, (t.write_index - t.read_index) / self._bytes_per_s - age)
-
-    def device_latency_s(self) -> float:
-        """The device's part of the latency (what plays out even after a flush)."""
-        info = self.lib.pa_stream_get_timing_info(self._stream)
-        if not info:
-            return 0.0
-        return info.contents.sink_usec / 1e6
+            return device, None
+        return device, max(0.0, (t.write_index - t.read_index) / self._bytes_per_s - age)
 
     def close(self) -> None:
         if self._stream:

@@ -242,9 +242,9 @@ class PulseAudioEdge(EdgeCounters):
         if not queued:
             return
         speaker = self._speaker
-        self._device_s = device = speaker.device_latency_s()
+        device, reported = speaker.playback_timing(max_age_s=TIMING_EVERY_S + 0.05)
+        self._device_s = device
         held = self._held_s(now)
-        reported = speaker.buffered_s(max_age_s=TIMING_EVERY_S + 0.05)
         if reported is not None and reported > held + SERVER_LAG_S:
             held = reported  # the server played less than the count says: it stalled
             self.server_lags += 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -52,19 +53,24 @@ asyncio.run(main())
 """
 
 
+def run_script(env: dict[str, str], code: str, *args: str, timeout: float = 45) -> Any:
+    """Run `code` in a fresh interpreter in the room; the JSON of its last line."""
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def probe_streams(
     env: dict[str, str], input_device: str, output_device: str, backend: str = "portaudio"
 ) -> dict:
     """The source and sink the `backend` edge's streams connect to, or its UserError."""
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE, input_device, output_device, backend],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_script(env, PROBE, input_device, output_device, backend, timeout=30)
 
 
 @pytest.mark.timeout(60)

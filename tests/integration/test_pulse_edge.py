@@ -8,12 +8,10 @@ plays must come back in the mic blocks it delivers, and stop coming back after a
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.integration.test_audio_edge import probe_streams
+from tests.integration.test_audio_edge import probe_streams, run_script
 
 START = r"""
 import asyncio, json, time
@@ -100,18 +98,6 @@ print(json.dumps([choose_backend(*args) for args in json.loads(sys.argv[1])]))
 """
 
 
-def _run(env: dict[str, str], code: str, *args: str) -> dict | list:
-    out = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=45,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.timeout(60)
 def test_streams_go_to_the_default_or_the_named_source_and_sink(shared_room):
     default = probe_streams(shared_room.env, "", "", "pulse")
@@ -129,7 +115,7 @@ def test_an_unknown_source_is_a_user_error_with_a_hint(shared_room):
 
 @pytest.mark.timeout(60)
 def test_a_tone_goes_round_the_room_and_a_flush_stops_it(shared_room):
-    r = _run(shared_room.env, LOOP)
+    r = run_script(shared_room.env, LOOP)
     assert r["block_bytes"] == [960]  # 20 ms mic blocks, nothing else
     assert 45 <= r["blocks_1s"] <= 55, r["blocks_1s"]  # real time, one per tick
     # Handed over ahead of the speaker by no more than the lead (60 ms) and a tick.
@@ -149,7 +135,7 @@ def test_the_edge_knows_how_long_the_speaker_still_sounds(shared_room):
     """Deltas at the parrot's pace let the server's buffer run dry between them; there
     libpulse's own latency once read 0 ms while 400 ms were still buffered, the edge
     wrote far ahead, and the echo guard opened while the speaker still talked."""
-    r = _run(shared_room.env, PACED)
+    r = run_script(shared_room.env, PACED)
     # No more than the lead (60 ms) is at the server when the queue empties...
     assert 0 < r["sounding_after_empty_ms"] <= 65, r
     # ...and the speaker, heard through the room in the edge's own mic blocks, stops
@@ -170,7 +156,7 @@ def test_auto_picks_pulse_for_server_names_and_portaudio_for_portaudio_ones(shar
         ["portaudio", None, None],
         ["pulse", None, None],
     ]
-    got = _run(shared_room.env, CHOOSE, json.dumps(cases))
+    got = run_script(shared_room.env, CHOOSE, json.dumps(cases))
     assert got == ["pulse", "pulse", "portaudio", "portaudio", "portaudio", "pulse"]
     no_server = {**shared_room.env, "PULSE_SERVER": "unix:/nonexistent/socket"}
-    assert _run(no_server, CHOOSE, json.dumps([["auto", None, None]])) == ["portaudio"]
+    assert run_script(no_server, CHOOSE, json.dumps([["auto", None, None]])) == ["portaudio"]

@@ -22,11 +22,8 @@ class FakeSpeaker:
         self.server_says_s: float | None = None
         self.flushed = 0
 
-    def device_latency_s(self) -> float:
-        return 0.002
-
-    def buffered_s(self, max_age_s: float) -> float | None:
-        return self.server_says_s
+    def playback_timing(self, max_age_s: float) -> tuple[float, float | None]:
+        return 0.002, self.server_says_s
 
     def write(self, pcm: bytes) -> None:
         self.written_ms.append(len(pcm) / 48)

@@ -864,6 +864,18 @@ def appended(conn: FakeConnection) -> list[bytes]:
     return [ev.decode_audio(a["audio"]) for a in conn.of_type("input_audio_buffer.append")]
 
 
+def drive_batched(script: Script, **options: Any) -> tuple[ClientResult, Harness]:
+    """`drive` with quiet audio batched, the mic fed by the test (unless `autofeed`)."""
+    options.setdefault("autofeed", False)
+    return drive(
+        script,
+        connector=FakeConnector(greet=True),
+        uplink=BATCHED,
+        mic_block_ms=BLOCK_MS,
+        **options,
+    )
+
+
 async def ready_session(h: Harness) -> FakeConnection:
     conn = await h.connected()
     await h.until(lambda: h.conversation.ready and bool(conn.sent), "the session")
@@ -876,9 +888,7 @@ def test_batched_quiet_audio_arrives_merged_whole_in_order_and_nothing_lost():
         conn = await h.connected()
         await h.until(lambda: len(appended(conn)) >= 6, "six appends", timeout_s=3.0)
 
-    result, h = drive(
-        script, connector=FakeConnector(greet=True), uplink=BATCHED, mic_block_ms=BLOCK_MS
-    )
+    result, h = drive_batched(script, autofeed=True)
     chunks = appended(h.connector.last)
     assert len(chunks) >= 6
     assert all(len(c) > 0 and len(c) % BLOCK_BYTES == 0 for c in chunks), [len(c) for c in chunks]
@@ -917,13 +927,7 @@ def test_quiet_blocks_wait_until_the_batch_is_full_then_go_as_one_append():
         await asyncio.sleep(0.05)
         assert len(appended(conn)) == before + 2
 
-    result, h = drive(
-        script,
-        connector=FakeConnector(greet=True),
-        autofeed=False,
-        uplink=BATCHED,
-        mic_block_ms=BLOCK_MS,
-    )
+    result, h = drive_batched(script)
     chunks = appended(h.connector.last)
     assert chunks == [b"".join(h.device.produced[0:5]), b"".join(h.device.produced[5:10])]
     assert [first_sample(a) for a in h.connector.last.of_type("input_audio_buffer.append")] == [
@@ -949,13 +953,7 @@ def test_a_loud_block_sends_the_waiting_quiet_ones_at_once_then_one_by_one():
             h.device.burst(1)
             await h.until(lambda n=n: len(appended(conn)) == n, f"append {n}")
 
-    result, h = drive(
-        script,
-        connector=FakeConnector(greet=True),
-        autofeed=False,
-        uplink=BATCHED,
-        mic_block_ms=BLOCK_MS,
-    )
+    result, h = drive_batched(script)
     produced = h.device.produced
     assert len(produced) == 7
     chunks = appended(h.connector.last)
@@ -979,7 +977,7 @@ def test_the_edge_may_read_the_mic_seldom_only_while_the_room_is_quiet():
         h.device.burst(1)
         seen["hangover"] = h.device.relaxed_ms  # 800 ms after the loud block: not yet
 
-    drive(script, connector=FakeConnector(greet=True), autofeed=False, uplink=BATCHED)
+    drive_batched(script)
     assert seen == {"quiet": BATCHED.quiet_batch_ms, "loud": 0, "hangover": 0}
 
     async def unbatched(h: Harness) -> None:
