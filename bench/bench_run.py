@@ -119,6 +119,20 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return out
 
 
+def context_switches(pid: int) -> int:
+    """Times the process's threads gave up the CPU, voluntarily (to wait: one wakeup
+    each) or not: the unit most of the client's CPU on a VM is made of."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if "ctxt_switches:" in line:
+                    total += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 class ThreadSampler:
     """The last CPU figure seen for each thread, sampled every 0.2 s (threads that end
     before the process, like the audio threads, would otherwise vanish from /proc)."""
@@ -127,6 +141,8 @@ class ThreadSampler:
         self.pid = pid
         self.cpu: dict[str, float] = {}
         self.at_mark: dict[str, float] = {}
+        self.switches = 0
+        self.switches_at_mark = 0
         self.mark_s = 0.0
         self.last_s = 0.0
         self._stop = threading.Event()
@@ -137,6 +153,7 @@ class ThreadSampler:
         while not self._stop.wait(0.2):
             try:
                 self.cpu.update(thread_cpu(self.pid))
+                self.switches = context_switches(self.pid)
             except OSError:
                 return
             self.last_s = time.monotonic()
@@ -144,6 +161,7 @@ class ThreadSampler:
     def mark(self) -> None:
         """Remember the figures now: `since_mark` reports CPU used after this."""
         self.cpu.update(thread_cpu(self.pid))
+        self.switches = self.switches_at_mark = context_switches(self.pid)
         self.at_mark = dict(self.cpu)
         self.mark_s = self.last_s = time.monotonic()
 
@@ -151,6 +169,10 @@ class ThreadSampler:
     def wall_since_mark(self) -> float:
         """Wall time from the mark to the last successful sample."""
         return self.last_s - self.mark_s
+
+    def switches_per_s(self) -> float:
+        """Context switches a second from the mark to the last sample."""
+        return (self.switches - self.switches_at_mark) / max(self.wall_since_mark, 1e-9)
 
     def since_mark(self) -> dict[str, float]:
         return {k: v - self.at_mark.get(k, 0.0) for k, v in self.cpu.items()}
@@ -233,6 +255,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--audio-backend", choices=("pulse", "portaudio"), default="pulse")
     ap.add_argument("--uplink-batch-ms", type=int, default=100)
+    ap.add_argument("--speech-batch-ms", type=int, default=40)
     ap.add_argument("--block-ms", type=int, default=20, help="mic block and tick period")
     ap.add_argument("--idle-s", type=float, default=10.0, help="listening to a quiet room")
     args = ap.parse_args()
@@ -263,6 +286,7 @@ def main() -> None:
             {
                 **env,
                 "PIVOICECTL_UPLINK_BATCH_MS": str(args.uplink_batch_ms),
+                "PIVOICECTL_UPLINK_SPEECH_BATCH_MS": str(args.speech_batch_ms),
                 "PIVOICECTL_INPUT_BLOCK_MS": str(args.block_ms),
             },
             tmp / "trace.jsonl",
@@ -283,6 +307,7 @@ def main() -> None:
         idle_s = sum(sampler.since_mark().values())
         idle = 100.0 * idle_s / max(sampler.wall_since_mark, 1e-9)
         idle_wall = sampler.wall_since_mark
+        idle_switches = sampler.switches_per_s()
         sampler.mark()
         time.sleep(0.5)
         for k in range(args.rounds):
@@ -318,6 +343,7 @@ def main() -> None:
     used = sorted(sampler.since_mark().items(), key=lambda x: -x[1])
     duplex_s = sum(v for _, v in used)
     duplex = 100.0 * duplex_s / sampler.wall_since_mark
+    duplex_switches = sampler.switches_per_s()
 
     def fmt(xs: list[float]) -> str:
         if not xs:
@@ -326,8 +352,8 @@ def main() -> None:
 
     print(
         f"rounds: {args.rounds}; backend {summary['audio_backend']}; {args.block_ms} ms blocks; "
-        f"uplink batch "
-        f"{args.uplink_batch_ms} ms ({summary['mic_blocks_sent']} mic blocks in "
+        f"uplink batches {args.uplink_batch_ms} ms quiet, {args.speech_batch_ms} ms speech "
+        f"({summary['mic_blocks_sent']} mic blocks in "
         f"{summary['mic_messages_sent']} sends); "
         f"output latency reported: {summary['output_latency_ms']} ms"
     )
@@ -337,11 +363,12 @@ def main() -> None:
     print(
         f"client CPU per second of duplex audio (all threads, the conversation rounds): "
         f"{duplex_s:.3f} s over {sampler.wall_since_mark:.1f} s = {duplex:.2f}% of one core "
-        f"(goal <= 1%)"
+        f"(goal <= 1%); {duplex_switches:.0f} context switches a second"
     )
     print(
         f"client CPU listening to a quiet room (nobody talks, nothing plays): "
-        f"{idle_s:.3f} s over {idle_wall:.1f} s = {idle:.2f}% of one core"
+        f"{idle_s:.3f} s over {idle_wall:.1f} s = {idle:.2f}% of one core; "
+        f"{idle_switches:.0f} context switches a second"
     )
     print(
         f"client CPU of the whole run (chime and connection included): "

@@ -112,7 +112,6 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
     from pivoicectl.realtime.playback import PlaybackQueue, TruncationMargins
     from pivoicectl.realtime.ptt_input import make_button
     from pivoicectl.realtime.trace import TraceWriter
-    from pivoicectl.realtime.uplink import UplinkSettings
 
     if settings.ptt == "gpio":
         from pivoicectl.realtime.ptt_gpio import load_gpio
@@ -166,7 +165,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         chime=settings.chime,
         token_url=None if settings.local else settings.token_url,
         token_body={"model": settings.model, "voice": settings.voice},
-        uplink=UplinkSettings(quiet_batch_ms=settings.uplink_batch_ms),
+        uplink=settings.uplink,
         mic_block_ms=settings.input_block_ms,
     )
     trace.write(

@@ -450,6 +450,7 @@ class RealtimeClient:
         blocks: tuple[bytes, ...] = (pcm,)
         now = self.clock()
         wake = self._pacer.feed(pcm, now)
+        prompt = False  # whether the next block must be read promptly
         if self.mic_path is not None:
             playing = (
                 self.conversation.playback.queued_samples > 0
@@ -460,11 +461,15 @@ class RealtimeClient:
                 wake = True
                 self._execute(self.conversation.local_interrupt(now, decision.interrupt_source))
             blocks = decision.send
+            prompt = self.mic_path.decides_interrupts and (
+                playing or self.mic_path.guard.is_closed(now)
+            )
         for block in blocks:
             self._enqueue(block, wake)
-        # A quiet room: the edge may read the mic as seldom as quiet audio is sent.
-        quiet = self.button is None and self._pacer.quiet(now)
-        self.audio.relaxed_ms = self.options.uplink.quiet_batch_ms if quiet else 0
+        # The edge may read the mic as seldom as the uplink sends it (every quiet batch in
+        # a quiet room, every speech batch while someone talks), but every block while a
+        # device-side decision (local barge-in, echo guard) may stop the assistant.
+        self.audio.relaxed_ms = 0 if prompt else self._pacer.period_ms(now)
 
     def _pump_reports(self) -> None:
         """Hand the playback reports so far to the conversation (and the mic path)."""

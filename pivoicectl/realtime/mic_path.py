@@ -106,6 +106,12 @@ class MicPath:
             self.detector is not None or self.onset is not None or self.guard.settings.mode != "off"
         )
 
+    @property
+    def decides_interrupts(self) -> bool:
+        """Whether a mic block can stop the assistant here (it must then be read
+        promptly): the local barge-in detector or the echo guard."""
+        return self.detector is not None or self.guard.settings.mode != "off"
+
     def played(self, report: PlayReport) -> None:
         if report.spans:
             self.guard.reference(report.audible_s, report.level_dbfs)

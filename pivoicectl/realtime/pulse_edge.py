@@ -90,8 +90,6 @@ class PulseAudioEdge(EdgeCounters):
         """When (monotonic) the server will have played all written audio but for the
         device's own part; in the past when its buffer is dry."""
         self._device_s = 0.0
-        self._timer_at_s = 0.0
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._next_timing_s = 0.0
         self.unheard_at_abort_ms = 0
         """Audio the last barge-in flushed from the server (never heard)."""
@@ -175,24 +173,21 @@ class PulseAudioEdge(EdgeCounters):
         """The next tick at `at_s` on the loop's clock: a plain timer callback (a task
         sleeping in a loop costs a future and two more callbacks per wakeup)."""
         self._timer = loop.call_at(at_s, self._on_timer, loop, at_s)
-        self._timer_at_s = at_s
-        self._loop = loop
 
-    def _period_s(self, now: float) -> float:
-        """20 ms, or `relaxed_ms` while the client allows it and nothing is to play."""
-        if (
-            self.relaxed_ms > self.block_ms
-            and self._drain_s < now
-            and not self.playback.queued_samples
-        ):
-            return self.relaxed_ms / 1000
-        return self.block_ms / 1000
+    def _period_s(self) -> float:
+        """`block_ms`, or `relaxed_ms` while the client allows reading the mic that seldom."""
+        return max(self.relaxed_ms, self.block_ms) / 1000
+
+    def _lead_for(self, period_s: float) -> float:
+        """Speaker audio to keep at the server with ticks `period_s` apart: a period plus
+        a period's margin (at least 40 ms), and never less than `lead_ms`."""
+        return max(self.lead_s, period_s + max(period_s, 0.04))
 
     def _on_timer(self, loop: asyncio.AbstractEventLoop, due_s: float) -> None:
         if self._context is None:
             return
         self._tick()
-        period = self._period_s(time.monotonic())
+        period = self._period_s()
         next_s = due_s + period
         if next_s < loop.time() - period:  # the loop stalled: start afresh, no catch-up
             next_s = loop.time()
@@ -252,7 +247,7 @@ class PulseAudioEdge(EdgeCounters):
             self.sounding_until_s = self._drain_s + device
         if held <= 0.0:
             self.output_starts += 1  # the first sample is heard after the device's part
-        need = math.ceil((self.lead_s - held) * SAMPLE_RATE_HZ)
+        need = math.ceil((self._lead_for(self._period_s()) - held) * SAMPLE_RATE_HZ)
         if need <= 0:
             return
         pcm, accounting = self.playback.pull(min(need, queued))
@@ -306,11 +301,7 @@ class PulseAudioEdge(EdgeCounters):
             return
         now = time.monotonic()
         if what == "audio":
-            self._top_up(now)
-            loop, soon = self._loop, now + self.block_ms / 1000
-            if loop is not None and self._timer is not None and self._timer_at_s > soon:
-                self._timer.cancel()  # a slow tick: back to 20 ms before the lead runs out
-                self._schedule(loop, soon)
+            self._top_up(now)  # the lead covers the wait for the next tick, slow or not
         elif what == "flush":
             # Always flush, even when the count says the server is dry: a skipped flush
             # would let whatever it does hold play on.

@@ -32,6 +32,7 @@ Example config file:
     keep_output_open = false    # portaudio: never stop the output stream between answers
     onset_mute_ms = 300         # mic sent as silence as an answer starts (0: off)
     uplink_batch_ms = 100       # quiet mic audio sent in batches this long (0: per block)
+    uplink_speech_batch_ms = 40 # speech sent in batches this long (0: per block)
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ _FIELDS: dict[str, tuple[str, type]] = {
     "keep_output_open": ("PIVOICECTL_KEEP_OUTPUT_OPEN", bool),
     "onset_mute_ms": ("PIVOICECTL_ONSET_MUTE_MS", int),
     "uplink_batch_ms": ("PIVOICECTL_UPLINK_BATCH_MS", int),
+    "uplink_speech_batch_ms": ("PIVOICECTL_UPLINK_SPEECH_BATCH_MS", int),
     "api_key": ("OPENAI_API_KEY", str),
 }
 
@@ -125,6 +127,7 @@ class RunSettings:
     keep_output_open: bool = False
     onset_mute_ms: int = 300
     uplink_batch_ms: int = 100
+    uplink_speech_batch_ms: int = 40
     barge_in: str = "server"
     barge_in_frame_ms: int = BargeInSettings.frame_ms
     barge_in_threshold: int = BargeInSettings.threshold
@@ -140,6 +143,13 @@ class RunSettings:
     token_url: str | None = None
     trace_url: str | None = None
 
+    @property
+    def uplink(self) -> UplinkSettings:
+        """When mic audio is sent (quiet and speech batching)."""
+        return UplinkSettings(
+            quiet_batch_ms=self.uplink_batch_ms, speech_batch_ms=self.uplink_speech_batch_ms
+        )
+
     def __post_init__(self) -> None:
         for name in ("input_block_ms", "output_block_ms"):
             value = getattr(self, name)
@@ -148,7 +158,7 @@ class RunSettings:
                     f"{name} = {value} is out of range",
                     hint=f"use {BLOCK_MS_RANGE[0]} to {BLOCK_MS_RANGE[1]} ms",
                 )
-        UplinkSettings(quiet_batch_ms=self.uplink_batch_ms)  # validates the range
+        _ = self.uplink  # validates the ranges
         if self.audio_backend not in AUDIO_BACKENDS:
             raise UserError(
                 f"unknown --audio-backend {self.audio_backend!r}",

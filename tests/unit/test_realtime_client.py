@@ -867,13 +867,8 @@ def appended(conn: FakeConnection) -> list[bytes]:
 def drive_batched(script: Script, **options: Any) -> tuple[ClientResult, Harness]:
     """`drive` with quiet audio batched, the mic fed by the test (unless `autofeed`)."""
     options.setdefault("autofeed", False)
-    return drive(
-        script,
-        connector=FakeConnector(greet=True),
-        uplink=BATCHED,
-        mic_block_ms=BLOCK_MS,
-        **options,
-    )
+    options.setdefault("uplink", BATCHED)
+    return drive(script, connector=FakeConnector(greet=True), mic_block_ms=BLOCK_MS, **options)
 
 
 async def ready_session(h: Harness) -> FakeConnection:
@@ -999,3 +994,51 @@ def test_without_batching_every_block_is_its_own_append():
     assert h.client.options.uplink.quiet_batch_ms == 0
     assert appended(h.connector.last) == h.device.produced
     assert (result.mic_blocks_sent, result.mic_messages_sent) == (7, 7)
+
+
+SPEECH_BATCHED = UplinkSettings(quiet_batch_ms=5 * BLOCK_MS, speech_batch_ms=2 * BLOCK_MS)
+
+
+def test_speech_goes_out_in_speech_batches_after_the_block_that_starts_it():
+    seen: dict[str, int] = {}
+
+    async def script(h: Harness) -> None:
+        conn = await ready_session(h)
+        h.device.burst(2)  # quiet: they wait
+        await asyncio.sleep(0.05)
+        assert appended(conn) == []
+        h.device.mic_level = LOUD_LEVEL
+        h.device.burst(1)  # speech starts: it and the two before it go out now
+        await h.until(lambda: len(appended(conn)) == 1, "the loud block")
+        seen["talking"] = h.device.relaxed_ms
+        h.device.burst(1)  # still loud: waits for its pair
+        await asyncio.sleep(0.05)
+        assert len(appended(conn)) == 1
+        h.device.burst(1)
+        await h.until(lambda: len(appended(conn)) == 2, "the first pair")
+        h.device.mic_level = 0
+        h.device.burst(2)  # quiet inside the hangover: still in pairs
+        await h.until(lambda: len(appended(conn)) == 3, "the second pair")
+
+    result, h = drive_batched(script, uplink=SPEECH_BATCHED)
+    produced = h.device.produced
+    chunks = appended(h.connector.last)
+    assert [len(c) // BLOCK_BYTES for c in chunks] == [3, 2, 2]
+    assert b"".join(chunks) == b"".join(produced[:7])
+    assert (result.mic_blocks_sent, result.mic_messages_sent) == (7, 3)
+    assert seen["talking"] == SPEECH_BATCHED.speech_batch_ms  # read as seldom as it is sent
+
+
+def test_the_mic_is_read_every_block_while_a_local_decision_may_stop_the_assistant():
+    seen: dict[str, int] = {}
+
+    async def script(h: Harness) -> None:
+        await ready_session(h)
+        h.device.burst(2)
+        seen["quiet"] = h.device.relaxed_ms
+        h.conversation.playback.push("item_1", "resp_1", bytes(48_000))  # an answer plays
+        h.device.burst(1)
+        seen["playing"] = h.device.relaxed_ms
+
+    drive_batched(script, uplink=SPEECH_BATCHED, mic_path=MicPath(barge_in="local"))
+    assert seen == {"quiet": SPEECH_BATCHED.quiet_batch_ms, "playing": 0}

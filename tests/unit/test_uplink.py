@@ -190,3 +190,31 @@ def test_uplink_settings_rejects_quiet_batch_ms_out_of_range(bad):
 @pytest.mark.parametrize("ok", [0, 1, 100, 500])
 def test_uplink_settings_accepts_quiet_batch_ms_in_range(ok):
     assert UplinkSettings(quiet_batch_ms=ok).quiet_batch_ms == ok
+
+
+def test_speech_goes_out_in_speech_batches_after_the_loud_block_that_starts_it():
+    pacer = UplinkPacer(
+        UplinkSettings(quiet_batch_ms=100, speech_batch_ms=40, hangover_ms=200), BLOCK_MS
+    )
+    out = [pacer.feed(silence(), 0.00), pacer.feed(silence(), 0.02)]  # waiting
+    out.append(pacer.feed(sine(-20), 0.04))  # speech starts: at once
+    out += [pacer.feed(sine(-20), 0.06), pacer.feed(sine(-20), 0.08)]  # a pair
+    out += [pacer.feed(silence(), 0.10), pacer.feed(silence(), 0.12)]  # hangover: a pair
+    assert out == [F, F, T, F, T, F, T]
+    assert pacer.period_ms(0.12) == 40
+    # Past the hangover (200 ms after the last loud block at 0.08): quiet batches again.
+    assert pacer.period_ms(0.28) == 100
+    later = [pacer.feed(silence(), 0.28 + i * BLOCK_S) for i in range(5)]
+    assert later == [F, F, F, F, T]
+
+
+def test_without_quiet_batching_the_mic_is_read_and_sent_every_block():
+    pacer = UplinkPacer(UplinkSettings(speech_batch_ms=40), BLOCK_MS)
+    assert [pacer.feed(sine(-20), i * BLOCK_S) for i in range(4)] == [T] * 4
+    assert pacer.period_ms(0.1) == 0
+
+
+@pytest.mark.parametrize("bad", [-1, 201])
+def test_uplink_settings_rejects_speech_batch_ms_out_of_range(bad):
+    with pytest.raises(UserError):
+        UplinkSettings(speech_batch_ms=bad)
