@@ -142,9 +142,10 @@ class EdgeCounters:
         heard. Why: the edge holds audio ahead of the speaker that is no longer in the
         `PlaybackQueue`, and the echo guard must stay closed until it has played."""
         self.relaxed_ms = 0
-        """Set by the client: the audio may be read this seldom (ms) for now, because the
-        room is quiet and quiet audio waits that long for its send anyway; 0 while
-        anything could need a prompt block. Edges driven by device callbacks ignore it."""
+        """Set by the client: the audio may be read this seldom (ms) for now, because
+        the uplink sends it that seldom anyway (a quiet batch, a speech batch); 0 while
+        a device-side decision needs every block promptly. Edges driven by device
+        callbacks ignore it."""
 
     def drain_reports(self) -> list[PlayReport]:
         """Reports appended since the last call."""

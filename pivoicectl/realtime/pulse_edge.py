@@ -1,26 +1,27 @@
 """The audio server edge of `run`: mic and speaker through libpulse, on the event loop.
 
-One timer on the asyncio loop, every `block_ms` (20 ms), does all the audio work in a
-single wakeup: it lets libpulse read what the server sent, hands the recorded mic
-blocks to the client, and tops up the speaker. There is no audio thread and no callback
-per block: the mic and speaker cost 0.45-0.57 % of a core, against 0.31-0.37 % for a bare
-20 ms loop timer and about 1.3 % for PortAudio's (see `libpulse`).
+One timer on the asyncio loop does all the audio work in a single wakeup: it lets
+libpulse read what the server sent, hands the recorded mic blocks to the client, and
+tops up the speaker. There is no audio thread and no callback per block: the mic and
+speaker cost 0.45-0.57 % of a core at 20 ms ticks, against 0.31-0.37 % for a bare 20 ms
+loop timer and about 1.3 % for PortAudio's (see `libpulse`).
 
-The speaker side keeps `lead_ms` (60 ms) of audio in the server's buffer for the stream and no
-more; the rest waits in the `PlaybackQueue`. So a barge-in loses little: it empties the
-queue and flushes the server's buffer (`pa_stream_flush`), and the truncation counts
-what was handed over minus what the server still held at that instant (its latency
-minus the device's part, which plays out regardless). A new answer is written as soon
-as its first delta is queued, not at the next tick.
+The tick runs every `block_ms` (20 ms) or as seldom as the client allows (`relaxed_ms`:
+the uplink's quiet batch, 100 ms, in a quiet room; its speech batch, 40 ms, while
+someone talks): those blocks wait that long for their send anyway, and the server keeps
+recording meanwhile, so they arrive together and nothing is lost. Most of the client's
+CPU on a VM is the wakeups themselves.
+
+The speaker side keeps enough audio in the server's buffer to outlast the wait for the
+next tick (`_lead_for`: a period plus a period's margin, 60 ms at 20 ms ticks, 200 ms at
+100 ms) and no more; the rest waits in the `PlaybackQueue`. A barge-in empties the queue
+and flushes the server's buffer (`pa_stream_flush`), and the truncation counts what was
+handed over minus what the server still held at that instant, so a longer lead costs
+nothing that is heard. A new answer is written as soon as its first delta is queued,
+not at the next tick.
 
 The stream stays connected between answers: with 20 ms pre-buffering the server waits,
 silent, for the next write and does not wake the client meanwhile.
-
-While the room is quiet and nothing plays, the client may let the tick slow down
-(`relaxed_ms`, the uplink's quiet batch, 100 ms): quiet blocks wait that long for their
-send anyway, and the server keeps recording meanwhile, so the blocks arrive together
-and nothing is lost. Most of the client's CPU on a VM is the wakeups themselves. A
-delta queued for the speaker brings the 20 ms tick back at once.
 
 How much the server holds comes from the edge's own count, not from libpulse's latency:
 the server plays in real time from each write until its buffer runs dry, so the time it
@@ -60,7 +61,8 @@ SERVER_LAG_S = 0.015
 moves a period at a time: -4..+9 ms apart in steady playback)."""
 
 SERVER_BUFFER_S = 2.0
-"""Room the server keeps for the speaker stream; only `lead_ms` of it is ever used."""
+"""Room the server keeps for the speaker stream; only the lead (at most a few hundred
+ms) of it is ever used."""
 
 
 class PulseAudioEdge(EdgeCounters):
@@ -80,11 +82,10 @@ class PulseAudioEdge(EdgeCounters):
         self.block_ms = block_ms
         self.block_bytes = ms_to_samples(block_ms) * BYTES_PER_SAMPLE
         self.lead_s = (lead_ms if lead_ms is not None else 2 * block_ms + 20) / 1000
-        """Speaker audio kept at the server. The loop must come back within this, or the
-        speaker runs dry. Not more: the truncation and the conversation's bookkeeping
-        count per item what left the queue, and the closer that is to what was heard the
-        less rests on the estimate of what the server held (with 140 ms the parrot's
-        100 ms chunks all went straight to the server and barge-in saw nothing queued)."""
+        """The least speaker audio kept at the server (more with slower ticks). Not
+        more than the tick needs: the audio at the server is counted as playing by the
+        edge (`sounding_until_s`) and as unheard by the truncation, both estimates,
+        while what waits in the queue is known exactly."""
         super().__init__()  # output_latency_s: after the last write (lead plus device)
         self._drain_s = 0.0
         """When (monotonic) the server will have played all written audio but for the

@@ -26,14 +26,15 @@ from pivoicectl.realtime.echo_guard import pcm_level_dbfs
 
 @dataclass(frozen=True)
 class UplinkSettings:
-    """Batching of quiet mic audio; `quiet_batch_ms = 0` sends every block at once."""
+    """Batching of mic audio; `quiet_batch_ms = 0` sends every block at once (and turns
+    speech batching off too)."""
 
     quiet_batch_ms: int = 0
     speech_batch_ms: int = 0
     """Inside the hangover, blocks go out in batches this long (0: one by one); the loud
     block that starts speech always goes at once."""
     hangover_ms: int = 800
-    """Blocks keep going out one by one this long after the last loud one."""
+    """Blocks keep going out every speech batch this long after the last loud one."""
     loud_dbfs: float = -55.0
     """A block above this level (RMS, dBFS) is sent at once..."""
     floor_margin_db: float = 10.0
