@@ -105,7 +105,7 @@ class ClientOptions:
     token_body: dict[str, Any] = field(default_factory=dict)
     token_timeout_s: float = 5.0
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
-    """Batching of quiet mic audio (off by default here; `run` turns it on)."""
+    """Batching of quiet mic audio and of speech (off by default here; `run` turns it on)."""
     mic_block_ms: float = 20.0
 
     def __repr__(self) -> str:

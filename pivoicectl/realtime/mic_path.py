@@ -102,9 +102,7 @@ class MicPath:
     @property
     def active(self) -> bool:
         """Whether anything is decided here (else blocks pass straight through)."""
-        return (
-            self.detector is not None or self.onset is not None or self.guard.settings.mode != "off"
-        )
+        return self.decides_interrupts or self.onset is not None
 
     @property
     def decides_interrupts(self) -> bool:
