@@ -54,8 +54,21 @@ def tone(seconds: float) -> bytes:
     return (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2").tobytes()
 
 
+async def push_paced(playback: PlaybackQueue, k: int, pcm: bytes, chunk_ms: int) -> None:
+    """Queue `pcm` in `chunk_ms` pieces at exactly real time, as the parrot streams."""
+    step = chunk_ms * SAMPLE_RATE_HZ // 1000 * 2
+    t0 = time.monotonic()
+    for i, offset in enumerate(range(0, len(pcm), step)):
+        await asyncio.sleep(max(0.0, t0 + i * chunk_ms / 1000 - time.monotonic()))
+        playback.push(f"item{k}", f"resp{k}", pcm[offset : offset + step])
+
+
 async def rounds(
-    audio: SoundDeviceAudio | PulseAudioEdge, playback: PlaybackQueue, n: int, play_s: float
+    audio: SoundDeviceAudio | PulseAudioEdge,
+    playback: PlaybackQueue,
+    n: int,
+    play_s: float,
+    chunk_ms: int = 0,
 ) -> list[dict]:
     out = []
     loop = asyncio.get_running_loop()
@@ -65,10 +78,16 @@ async def rounds(
         for k in range(n):
             audio.drain_reports()
             t_push = time.monotonic()
-            playback.push(f"item{k}", f"resp{k}", tone(play_s + 0.4))
+            pusher = None
+            if chunk_ms:
+                pusher = asyncio.create_task(push_paced(playback, k, tone(play_s + 0.4), chunk_ms))
+            else:
+                playback.push(f"item{k}", f"resp{k}", tone(play_s + 0.4))
             await asyncio.sleep(play_s)
             t_int = time.monotonic()
             plan = playback.interrupt()
+            if pusher is not None:
+                pusher.cancel()
             await asyncio.sleep(0.2)
             reports = audio.drain_reports()
             first = next((r for r in reports if r.spans), None)
@@ -103,6 +122,18 @@ def main() -> None:
     ap.add_argument("--output-block-ms", type=int, default=20)
     ap.add_argument("--input-block-ms", type=int, default=20)
     ap.add_argument("--audio-backend", choices=("pulse", "portaudio"), default="pulse")
+    ap.add_argument(
+        "--chunk-ms",
+        type=int,
+        default=0,
+        help="queue the tone in pieces this long at real time, as the parrot sends (0: at once)",
+    )
+    ap.add_argument(
+        "--relaxed-ms",
+        type=int,
+        default=0,
+        help="how seldom the client lets the libpulse edge tick (100: a quiet room)",
+    )
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="pvsim-play-", dir="/tmp"))
     paths = instance.SimPaths(root)
@@ -116,13 +147,14 @@ def main() -> None:
         audio: SoundDeviceAudio | PulseAudioEdge
         if args.audio_backend == "pulse":
             audio = PulseAudioEdge(playback, block_ms=args.input_block_ms)
+            audio.relaxed_ms = args.relaxed_ms
         else:
             audio = SoundDeviceAudio(
                 playback,
                 input_block_ms=args.input_block_ms,
                 output_block_ms=args.output_block_ms,
             )
-        results = asyncio.run(rounds(audio, playback, args.rounds, args.play_s))
+        results = asyncio.run(rounds(audio, playback, args.rounds, args.play_s, args.chunk_ms))
         time.sleep(0.3)
         samples, t0 = recorder.stop()
     finally:
