@@ -46,7 +46,7 @@ from pivoicectl.realtime.pulse_edge import PulseAudioEdge
 from pivoicectl.sim import instance
 from pivoicectl.sim.room import RoomSettings
 from tests.conftest import clean_env
-from tests.integration.test_run import loud_segments
+from tests.integration.test_run import heard_and_gaps_ms, loud_segments
 
 
 def tone(seconds: float) -> bytes:
@@ -72,7 +72,7 @@ async def rounds(
 ) -> list[dict]:
     out = []
     loop = asyncio.get_running_loop()
-    audio.start(loop, lambda pcm: None)
+    audio.start(loop, lambda pcm, age_s: None)
     await asyncio.sleep(1.0)
     try:
         for k in range(n):
@@ -160,16 +160,22 @@ def main() -> None:
     finally:
         instance.down(paths, remove=False)
         shutil.rmtree(root, ignore_errors=True)
-    segments = [(t0 + a, t0 + b) for a, b in loud_segments(samples, frame_ms=1.0)]
-    first_ms, silent_ms, unheard_ms, truncate_err = [], [], [], []
+    segments = loud_segments(samples, frame_ms=1.0)
+    first_ms, silent_ms, unheard_ms, truncate_err, gaps = [], [], [], [], []
     for r in results:
-        mine = [s for s in segments if r["t_push"] - 0.05 < s[0] < r["t_int"] < s[1] + 0.5]
+        mine = [
+            s for s in segments if r["t_push"] - 0.05 < t0 + s[0] < r["t_int"] < t0 + s[1] + 0.5
+        ]
         if mine:
-            first_ms.append((mine[0][0] - r["t_push"]) * 1000)
-            silent_ms.append((mine[0][1] - r["t_int"]) * 1000)
+            first_ms.append((t0 + mine[0][0] - r["t_push"]) * 1000)
+            silent_ms.append((t0 + mine[0][1] - r["t_int"]) * 1000)
+            # What the speaker played of the tone: its sound, not its span (which also
+            # holds any gaps where it ran dry between paced chunks).
+            heard_ms, gap_ms = heard_and_gaps_ms(samples, mine[0], frame_ms=1.0)
+            gaps.append(gap_ms)
             if r["handed_ms"] is not None:
-                unheard_ms.append(r["handed_ms"] - (mine[0][1] - mine[0][0]) * 1000)
-                truncate_err.append(r["truncate_ms"] - (mine[0][1] - mine[0][0]) * 1000)
+                unheard_ms.append(r["handed_ms"] - heard_ms)
+                truncate_err.append(r["truncate_ms"] - heard_ms)
     print(
         f"backend {args.audio_backend}; "
         f"blocks: output {args.output_block_ms} ms, input {args.input_block_ms} ms; "
@@ -185,6 +191,8 @@ def main() -> None:
     print(f"  client's estimate: {fmt([r['client_silent_ms'] for r in results])}")
     print(f"truncate minus heard (0 is exact): {fmt(truncate_err)}")
     print("  each: " + " ".join(f"{x:.0f}" for x in truncate_err))
+    print(f"gaps in the tone at the speaker (silence while it ran dry): {fmt(gaps)}")
+    print("  each: " + " ".join(f"{x:.0f}" for x in gaps))
     print(f"underruns: {audio.underflows}")
 
 

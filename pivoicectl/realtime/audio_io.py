@@ -40,7 +40,10 @@ from pivoicectl.realtime.echo_guard import pcm_level_dbfs
 from pivoicectl.realtime.events import SAMPLE_RATE_HZ, ms_to_samples
 from pivoicectl.realtime.playback import PlaybackQueue
 
-MicSink = Callable[[bytes], None]
+MicSink = Callable[[bytes, float], None]
+"""Takes a mic block and its age: how long before the call its last sample was recorded
+(an edge that reads several blocks at once hands the older ones with their age, so the
+device-side decisions line them up with what the speaker played)."""
 
 CHIME_ITEM_ID = "pv_ready_chime"
 """Playback item id of the start-up chime (no server item; never truncated)."""
@@ -196,7 +199,7 @@ class SoundDeviceAudio(EdgeCounters):
         if loop is None or mic is None:
             return
         with contextlib.suppress(RuntimeError):  # the loop is closing
-            loop.call_soon_threadsafe(mic, bytes(indata))
+            loop.call_soon_threadsafe(mic, bytes(indata), 0.0)
 
     def _on_output(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         now = time.monotonic()

@@ -437,8 +437,8 @@ class RealtimeClient:
         if wake:
             self._outbox_ready.set()
 
-    def _on_mic(self, pcm: bytes) -> None:
-        """A mic block from the audio thread (already on the loop)."""
+    def _on_mic(self, pcm: bytes, age_s: float) -> None:
+        """A mic block from the audio edge, on the loop, recorded `age_s` ago."""
         self._pump_reports()  # playback bookkeeping rides on the mic's wakeups
         if self._conn is None:
             return
@@ -456,7 +456,8 @@ class RealtimeClient:
                 self.conversation.playback.queued_samples > 0
                 or self.audio.sounding_until_s > time.monotonic()
             )
-            decision = self.mic_path.feed(pcm, now, playing)
+            # When it was recorded, on the timeline of the playback reports.
+            decision = self.mic_path.feed(pcm, now - age_s, playing)
             if decision.interrupt_source is not None and self.conversation.ready:
                 wake = True
                 self._execute(self.conversation.local_interrupt(now, decision.interrupt_source))

@@ -1,29 +1,31 @@
 """The audio server edge of `run`: mic and speaker through libpulse, on the event loop.
 
-One timer on the asyncio loop, every `block_ms` (20 ms), does all the audio work in a
-single wakeup: it lets libpulse read what the server sent, hands the recorded mic
-blocks to the client, and tops up the speaker. There is no audio thread and no callback
-per block: the mic and speaker cost 0.45-0.57 % of a core, against 0.31-0.37 % for a bare
-20 ms loop timer and about 1.3 % for PortAudio's (see `libpulse`).
+One timer on the asyncio loop does all the audio work in a single wakeup: it lets
+libpulse read what the server sent, hands the recorded mic blocks to the client, and
+tops up the speaker. There is no audio thread and no callback per block: the mic and
+speaker cost 0.45-0.57 % of a core at 20 ms ticks, against 0.31-0.37 % for a bare 20 ms
+loop timer and about 1.3 % for PortAudio's (see `libpulse`).
 
-The speaker side keeps `lead_ms` (60 ms) of audio in the server's buffer for the stream and no
-more; the rest waits in the `PlaybackQueue`. So a barge-in loses little: it empties the
-queue and flushes the server's buffer (`pa_stream_flush`), and the truncation counts
-what was handed over minus what the server still held at that instant (its latency
-minus the device's part, which plays out regardless). A new answer is written as soon
-as its first delta is queued, not at the next tick.
+The tick runs every `block_ms` (20 ms) or as seldom as the client allows (`relaxed_ms`:
+the uplink's quiet batch, 100 ms, in a quiet room; its speech batch, 40 ms, while
+someone talks): those blocks wait that long for their send anyway, and the server keeps
+recording meanwhile, so they arrive together and nothing is lost. Most of the client's
+CPU on a VM is the wakeups themselves. The blocks read together are handed over with
+their age, so the decisions taken on them line up with what the speaker played.
+
+The speaker side keeps enough audio in the server's buffer to outlast the wait for the
+next tick (`_lead_for`: a period plus a period's margin, 60 ms at 20 ms ticks, 200 ms at
+100 ms) and no more; the rest waits in the `PlaybackQueue`. A barge-in empties the queue
+and flushes the server's buffer (`pa_stream_flush`), and the truncation counts what was
+handed over minus what the server still held at that instant, so a longer lead costs
+nothing that is heard (the barge-in test: the truncate within -13..-1 ms of what the
+speaker played with 200 ms leads). When the client lets the tick slow down while audio
+waits in the queue, the next tick still comes a margin before what the server holds runs
+out: the lead of the faster tick is all it has until then. A new answer is written as
+soon as its first delta is queued, not at the next tick.
 
 The stream stays connected between answers: with 20 ms pre-buffering the server waits,
 silent, for the next write and does not wake the client meanwhile.
-
-While nothing plays, the client may let the tick slow down (`relaxed_ms`: the
-uplink's quiet batch, 100 ms, in a quiet room; its speech batch, 40 ms, while someone
-talks): those blocks wait that long for their send anyway, and the server keeps
-recording meanwhile, so they arrive together and nothing is lost. Most of the client's
-CPU on a VM is the wakeups themselves. A delta queued for the speaker brings the 20 ms
-tick back at once: the lead stays 60 ms while anything plays. (A lead that grew with a
-slow tick, 200 ms at 100 ms, was tried: the truncation then missed what the speaker
-played by up to 60 ms in the barge-in test, against a few ms with 60 ms.)
 
 How much the server holds comes from the edge's own count, not from libpulse's latency:
 the server plays in real time from each write until its buffer runs dry, so the time it
@@ -43,18 +45,15 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 from pivoicectl.dsp.levels import FLOOR_DBFS
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.audio_io import EdgeCounters, server_has_node
+from pivoicectl.realtime.audio_io import EdgeCounters, MicSink, server_has_node
 from pivoicectl.realtime.conversation import PlayReport
 from pivoicectl.realtime.echo_guard import pcm_level_dbfs
 from pivoicectl.realtime.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ, ms_to_samples
 from pivoicectl.realtime.playback import PlaybackQueue, PlayedSpan
-
-MicSink = Callable[[bytes], None]
 
 TIMING_EVERY_S = 0.08
 """How often the server's own indices are asked for while audio is out."""
@@ -62,8 +61,13 @@ SERVER_LAG_S = 0.015
 """How far the server's own count may exceed the edge's before it wins (its read index
 moves a period at a time: -4..+9 ms apart in steady playback)."""
 
+MARGIN_S = 0.04
+"""The least audio the server is to hold beyond the wait for the next tick (wakeups come
+late; the server's graph takes its audio a quantum at a time)."""
+
 SERVER_BUFFER_S = 2.0
-"""Room the server keeps for the speaker stream; only `lead_ms` of it is ever used."""
+"""Room the server keeps for the speaker stream; only the lead (at most a few hundred
+ms) of it is ever used."""
 
 
 class PulseAudioEdge(EdgeCounters):
@@ -83,18 +87,15 @@ class PulseAudioEdge(EdgeCounters):
         self.block_ms = block_ms
         self.block_bytes = ms_to_samples(block_ms) * BYTES_PER_SAMPLE
         self.lead_s = (lead_ms if lead_ms is not None else 2 * block_ms + 20) / 1000
-        """Speaker audio kept at the server. The loop must come back within this, or the
-        speaker runs dry. Not more: the truncation and the conversation's bookkeeping
-        count per item what left the queue, and the closer that is to what was heard the
-        less rests on the estimate of what the server held (with 140 ms the parrot's
-        100 ms chunks all went straight to the server and barge-in saw nothing queued)."""
+        """The least speaker audio kept at the server (more with slower ticks). Not
+        more than the tick needs: the audio at the server is counted as playing by the
+        edge (`sounding_until_s`) and as unheard by the truncation, both estimates,
+        while what waits in the queue is known exactly."""
         super().__init__()  # output_latency_s: after the last write (lead plus device)
         self._drain_s = 0.0
         """When (monotonic) the server will have played all written audio but for the
         device's own part; in the past when its buffer is dry."""
         self._device_s = 0.0
-        self._timer_at_s = 0.0
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._next_timing_s = 0.0
         self.unheard_at_abort_ms = 0
         """Audio the last barge-in flushed from the server (never heard)."""
@@ -178,27 +179,29 @@ class PulseAudioEdge(EdgeCounters):
         """The next tick at `at_s` on the loop's clock: a plain timer callback (a task
         sleeping in a loop costs a future and two more callbacks per wakeup)."""
         self._timer = loop.call_at(at_s, self._on_timer, loop, at_s)
-        self._timer_at_s = at_s
-        self._loop = loop
 
-    def _period_s(self, now: float) -> float:
-        """`block_ms`, or `relaxed_ms` while the client allows it and nothing is to play."""
-        if (
-            self.relaxed_ms > self.block_ms
-            and self._drain_s < now
-            and not self.playback.queued_samples
-        ):
-            return self.relaxed_ms / 1000
-        return self.block_ms / 1000
+    def _period_s(self) -> float:
+        """`block_ms`, or `relaxed_ms` while the client allows reading the mic that seldom."""
+        return max(self.relaxed_ms, self.block_ms) / 1000
+
+    def _lead_for(self, period_s: float) -> float:
+        """Speaker audio to keep at the server with ticks `period_s` apart: a period plus
+        a period's margin (at least `MARGIN_S`), and never less than `lead_ms`."""
+        return max(self.lead_s, period_s + max(period_s, MARGIN_S))
 
     def _on_timer(self, loop: asyncio.AbstractEventLoop, due_s: float) -> None:
         if self._context is None:
             return
         self._tick()
-        period = self._period_s(time.monotonic())
+        period = self._period_s()
         next_s = due_s + period
         if next_s < loop.time() - period:  # the loop stalled: start afresh, no catch-up
             next_s = loop.time()
+        if self.playback.queued_samples:
+            # The top-up sized the lead for the period it knew; the client may have let
+            # the tick slow down since (its speech hangover ended while an answer played:
+            # 80 ms held, the next tick 100 ms away). Come back before that runs out.
+            next_s = min(next_s, max(loop.time(), self._drain_s - MARGIN_S))
         self._schedule(loop, next_s)
 
     def _tick(self) -> None:
@@ -226,7 +229,8 @@ class PulseAudioEdge(EdgeCounters):
             while len(pending) >= size:
                 block = bytes(pending[:size])
                 del pending[:size]
-                self._mic(block)
+                # Recorded before the blocks still pending and the part-block after them.
+                self._mic(block, len(pending) / BYTES_PER_SAMPLE / SAMPLE_RATE_HZ)
 
     def _lost(self, why: str) -> None:
         """The audio server went away: say so once and stop the audio."""
@@ -255,7 +259,7 @@ class PulseAudioEdge(EdgeCounters):
             self.sounding_until_s = self._drain_s + device
         if held <= 0.0:
             self.output_starts += 1  # the first sample is heard after the device's part
-        need = math.ceil((self.lead_s - held) * SAMPLE_RATE_HZ)
+        need = math.ceil((self._lead_for(self._period_s()) - held) * SAMPLE_RATE_HZ)
         if need <= 0:
             return
         pcm, accounting = self.playback.pull(min(need, queued))
@@ -309,11 +313,7 @@ class PulseAudioEdge(EdgeCounters):
             return
         now = time.monotonic()
         if what == "audio":
-            self._top_up(now)
-            loop, soon = self._loop, now + self.block_ms / 1000
-            if loop is not None and self._timer is not None and self._timer_at_s > soon:
-                self._timer.cancel()  # a slow tick: back to 20 ms before the lead runs out
-                self._schedule(loop, soon)
+            self._top_up(now)  # the lead covers the wait for the next tick, slow or not
         elif what == "flush":
             # Always flush, even when the count says the server is dry: a skipped flush
             # would let whatever it does hold play on.

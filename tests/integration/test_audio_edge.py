@@ -30,7 +30,7 @@ async def main():
     edge = PulseAudioEdge if sys.argv[3] == "pulse" else SoundDeviceAudio
     audio = edge(queue, sys.argv[1] or None, sys.argv[2] or None)
     try:
-        audio.start(asyncio.get_running_loop(), lambda pcm: None)
+        audio.start(asyncio.get_running_loop(), lambda pcm, age_s: None)
     except UserError as e:
         print(json.dumps({"error": e.message, "hint": e.hint}))
         return
@@ -100,7 +100,7 @@ def tone(seconds):
 async def main():
     queue = PlaybackQueue()
     audio = SoundDeviceAudio(queue, idle_stop_s=0.3)
-    audio.start(asyncio.get_running_loop(), lambda pcm: None)
+    audio.start(asyncio.get_running_loop(), lambda pcm, age_s: None)
     out = {"idle_at_start": audio._out.active}
     queue.push("a", "r1", tone(0.3))
     await asyncio.sleep(0.2)

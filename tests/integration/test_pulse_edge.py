@@ -28,7 +28,7 @@ async def main():
     blocks = []
     queue = PlaybackQueue()
     audio = PulseAudioEdge(queue)
-    audio.start(asyncio.get_running_loop(), lambda pcm: blocks.append((time.monotonic(), pcm)))
+    audio.start(asyncio.get_running_loop(), lambda pcm, age_s: blocks.append((time.monotonic() - age_s, pcm)))
 """
 """The edge started in the room; `blocks` gathers its mic blocks, stamped."""
 

@@ -31,6 +31,9 @@ class FakeSpeaker:
     def flush(self) -> None:
         self.flushed += 1
 
+    def request_timing(self) -> None:
+        pass
+
 
 def _edge(queued_ms: int) -> tuple[PulseAudioEdge, FakeSpeaker]:
     queue = PlaybackQueue()
@@ -80,30 +83,97 @@ def test_a_flush_empties_the_count_and_the_speaker_is_silent_from_then_on():
     assert edge.output_aborts == 1
 
 
-def test_the_tick_slows_down_only_while_allowed_and_nothing_is_to_play():
-    edge, _ = _edge(0)
-    now = time.monotonic()
-    assert edge._period_s(now) == 0.020
+def test_the_tick_follows_what_the_client_allows_and_the_lead_covers_it():
+    edge, speaker = _edge(1000)
+    assert edge._period_s() == 0.020
     edge.relaxed_ms = 100  # the client: the room is quiet
-    assert edge._period_s(now) == 0.100
-    edge.playback.push("item", "resp", bytes(960))
-    assert edge._period_s(now) == 0.020  # audio to play: every block again
+    assert edge._period_s() == 0.100
+    edge._top_up(100.0)  # a slow tick: enough audio at the server to outlast it
+    assert speaker.written_ms == pytest.approx([200], abs=0.1)
+    edge.relaxed_ms = 40  # someone talks: speech batches
+    assert edge._period_s() == 0.040
+    edge._top_up(100.100)  # 100 ms played, 100 ms held: 80 ms is the lead now
+    assert speaker.written_ms == pytest.approx([200], abs=0.1)
+    edge._top_up(100.140)  # 60 ms held: 20 ms more
+    assert speaker.written_ms == pytest.approx([200, 20], abs=0.1)
+    edge.relaxed_ms = 0
+    edge._top_up(100.160)  # 60 ms held: the 20 ms tick's lead
+    assert speaker.written_ms == pytest.approx([200, 20], abs=0.1)
 
 
-def test_a_delta_brings_a_slow_tick_forward():
-    class Loop:
-        def __init__(self) -> None:
-            self.calls: list[float] = []
+class FakeLoop:
+    """Records when the edge schedules its ticks."""
 
-        def call_at(self, at_s: float, *args: object) -> object:
-            self.calls.append(at_s)
-            return type("Handle", (), {"cancel": lambda self: None})()
+    def __init__(self) -> None:
+        self.calls: list[float] = []
 
-    edge, _ = _edge(0)
+    def time(self) -> float:
+        return time.monotonic()
+
+    def call_at(self, at_s: float, *args: object) -> object:
+        self.calls.append(at_s)
+        return type("Handle", (), {"cancel": lambda self: None})()
+
+
+class FakeContext:
+    alive = True
+
+    def pump(self) -> None:
+        pass
+
+
+class FakeMicStream:
+    def __init__(self, blocks: float) -> None:
+        self.blocks = blocks
+
+    def read_available(self) -> bytes:
+        return bytes(round(960 * self.blocks))
+
+
+def test_an_answer_that_starts_between_slow_ticks_is_written_at_once_to_outlast_the_wait():
+    Loop = FakeLoop
+    edge, speaker = _edge(0)
     edge._context = type("Ctx", (), {"pump": lambda self: None})()
     loop = Loop()
     now = time.monotonic()
+    edge.relaxed_ms = 100
     edge._schedule(loop, now + 0.100)  # a slow tick pending
-    edge.playback.push("item", "resp", bytes(4800))
+    edge.playback.push("item", "resp", bytes(ms_to_samples(300) * 2))
     edge._on_playback("audio")
-    assert len(loop.calls) == 2 and loop.calls[1] < now + 0.05
+    assert speaker.written_ms == pytest.approx([200], abs=0.1)
+    assert loop.calls == [now + 0.100]  # the tick stays where it was
+
+
+def test_blocks_read_together_are_handed_over_with_their_age():
+    edge, _ = _edge(0)
+    edge._context = FakeContext()
+    edge._mic_stream = FakeMicStream(5.5)  # a slow tick: 5 blocks and half of the next
+    handed: list[tuple[int, float]] = []
+    edge._mic = lambda pcm, age_s: handed.append((len(pcm), age_s))
+    edge._tick()
+    assert [size for size, _ in handed] == [960] * 5
+    # Each block's last sample came before the blocks after it and the half block.
+    assert [age for _, age in handed] == pytest.approx([0.090, 0.070, 0.050, 0.030, 0.010])
+
+
+def test_a_tick_that_slows_down_while_audio_waits_comes_back_before_the_lead_runs_out():
+    """The client's speech hangover ends in the middle of an answer: the top-up kept the
+    40 ms tick's lead (80 ms), then the mic blocks let the tick slow to 100 ms."""
+    edge, speaker = _edge(1000)
+    edge._context = FakeContext()
+    edge._mic_stream = FakeMicStream(2)
+    edge.relaxed_ms = 40
+
+    def quiet_now(pcm: bytes, age_s: float) -> None:
+        edge.relaxed_ms = 100
+
+    edge._mic = quiet_now
+    loop = FakeLoop()
+    now = time.monotonic()
+    edge._on_timer(loop, now)
+    assert speaker.written_ms == pytest.approx([80], abs=0.1)
+    assert edge.relaxed_ms == 100
+    # Not 100 ms on (the server would run dry 20 ms before it), but a margin before the
+    # 80 ms run out; that tick tops up to the 100 ms tick's lead.
+    assert loop.calls[-1] <= edge._drain_s - 0.040 + 1e-9
+    assert loop.calls[-1] < now + 0.05

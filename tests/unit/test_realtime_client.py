@@ -31,7 +31,7 @@ from pivoicectl.realtime.client import TICK_S, ClientOptions, ClientResult, Real
 from pivoicectl.realtime.conversation import Conversation, PlayReport
 from pivoicectl.realtime.echo_guard import EchoGuardSettings
 from pivoicectl.realtime.local_server import LocalServerSettings, LocalServerThread
-from pivoicectl.realtime.mic_path import MicPath, OnsetMuteSettings
+from pivoicectl.realtime.mic_path import MicDecision, MicPath, OnsetMuteSettings
 from pivoicectl.realtime.playback import PlaybackQueue
 from pivoicectl.realtime.reconnect import BackoffPolicy, RenewalPolicy
 from pivoicectl.realtime.trace import TraceWriter
@@ -183,7 +183,7 @@ class FakeDevice:
         self.blocks_fed = 0
         self.produced: list[bytes] = []
         """Every mic block handed to the client, in order."""
-        self._mic: Callable[[bytes], None] | None = None
+        self._mic: Callable[[bytes, float], None] | None = None
         self.started = False
         self.stopped = False
         self._reports: list[PlayReport] = []
@@ -194,7 +194,7 @@ class FakeDevice:
         pcm[0] = n & 0x7FFF
         return pcm.tobytes()
 
-    def start(self, loop: asyncio.AbstractEventLoop, mic: Callable[[bytes], None]) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, mic: Callable[[bytes, float], None]) -> None:
         self.started = True
         self._mic = mic
 
@@ -212,7 +212,7 @@ class FakeDevice:
         for _ in range(n):
             pcm = self.block(self.blocks_fed)
             self.produced.append(pcm)
-            self._mic(pcm)
+            self._mic(pcm, 0.0)
             self.blocks_fed += 1
 
     def play(self, n_samples: int) -> None:
@@ -1042,3 +1042,24 @@ def test_the_mic_is_read_every_block_while_a_local_decision_may_stop_the_assista
 
     drive_batched(script, uplink=SPEECH_BATCHED, mic_path=MicPath(barge_in="local"))
     assert seen == {"quiet": SPEECH_BATCHED.quiet_batch_ms, "playing": 0}
+
+
+def test_device_side_decisions_see_each_block_at_the_time_it_was_recorded():
+    """An edge that reads five blocks at once hands the older ones with their age: the
+    onset mute and the echo guard compare them with when the speaker played."""
+    stamps: list[tuple[float, float]] = []
+
+    class SpyPath(MicPath):
+        def feed(self, pcm: bytes, now_s: float, playing: bool) -> MicDecision:
+            stamps.append((now_s, time.monotonic()))
+            return super().feed(pcm, now_s, playing)
+
+    async def script(h: Harness) -> None:
+        await ready_session(h)
+        assert h.device._mic is not None
+        for age_s in (0.080, 0.060, 0.040, 0.020, 0.0):
+            h.device._mic(h.device.block(0), age_s)
+
+    drive_batched(script, mic_path=SpyPath())
+    ages = [round(called - now_s, 3) for now_s, called in stamps[-5:]]
+    assert ages == pytest.approx([0.080, 0.060, 0.040, 0.020, 0.0], abs=0.002)

@@ -48,7 +48,7 @@ class FakeMic:
     def start(self, loop: asyncio.AbstractEventLoop, mic) -> None:
         async def feed() -> None:
             while True:
-                mic(self.block)
+                mic(self.block, 0.0)
                 await asyncio.sleep(BLOCK_MS / 1000)
 
         self._task = loop.create_task(feed())
