@@ -70,7 +70,9 @@ class AudioEdge(Protocol):
     relaxed_ms: int
     """How seldom the edge may deliver mic audio for now (0: every block, promptly)."""
 
-    def start(self, loop: asyncio.AbstractEventLoop, mic: Callable[[bytes], None]) -> None: ...
+    def start(
+        self, loop: asyncio.AbstractEventLoop, mic: Callable[[bytes, float], None]
+    ) -> None: ...
 
     def drain_reports(self) -> list[PlayReport]: ...
 
@@ -451,11 +453,11 @@ class RealtimeClient:
         now = self.clock()
         wake = self._pacer.feed(pcm, now)
         prompt = False  # whether the next block must be read promptly
+        playing = (
+            self.conversation.playback.queued_samples > 0
+            or self.audio.sounding_until_s > time.monotonic()
+        )
         if self.mic_path is not None:
-            playing = (
-                self.conversation.playback.queued_samples > 0
-                or self.audio.sounding_until_s > time.monotonic()
-            )
             # When it was recorded, on the timeline of the playback reports.
             decision = self.mic_path.feed(pcm, now - age_s, playing)
             if decision.interrupt_source is not None and self.conversation.ready:
@@ -467,10 +469,11 @@ class RealtimeClient:
             )
         for block in blocks:
             self._enqueue(block, wake)
-        # The edge may read the mic as seldom as the uplink sends it (every quiet batch in
-        # a quiet room, every speech batch while someone talks), but every block while a
-        # device-side decision (local barge-in, echo guard) may stop the assistant.
-        self.audio.relaxed_ms = 0 if prompt else self._pacer.period_ms(now)
+        # The edge may read the mic as seldom as the uplink sends it (every idle batch
+        # while nothing plays, every quiet batch in a quiet room, every speech batch while
+        # someone talks), but every block while a device-side decision (local barge-in,
+        # echo guard) may stop the assistant.
+        self.audio.relaxed_ms = 0 if prompt else self._pacer.period_ms(now, playing)
 
     def _pump_reports(self) -> None:
         """Hand the playback reports so far to the conversation (and the mic path)."""

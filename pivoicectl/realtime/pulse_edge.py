@@ -151,7 +151,7 @@ class PulseAudioEdge(EdgeCounters):
         self._mic = mic
         self._mic_stream.on("overflow", self._on_overflow)
         self._speaker.on("underflow", self._on_underflow)
-        self.input_latency_s = self._mic_stream.latency_s() or 0.0
+        self.input_latency_s = self._mic_stream.measured_latency_s() or 0.0
         self.playback.set_listener(self._on_playback)
         self.playback.set_unheard_estimate(self._unheard_ms)
         self._schedule(loop, loop.time() + self.block_ms / 1000)

@@ -33,6 +33,7 @@ Example config file:
     onset_mute_ms = 300         # mic sent as silence as an answer starts (0: off)
     uplink_batch_ms = 100       # quiet mic audio sent in batches this long (0: per block)
     uplink_speech_batch_ms = 40 # speech sent in batches this long (0: per block)
+    uplink_idle_batch_ms = 200  # quiet audio while nothing plays (0: as uplink_batch_ms)
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ _FIELDS: dict[str, tuple[str, type]] = {
     "onset_mute_ms": ("PIVOICECTL_ONSET_MUTE_MS", int),
     "uplink_batch_ms": ("PIVOICECTL_UPLINK_BATCH_MS", int),
     "uplink_speech_batch_ms": ("PIVOICECTL_UPLINK_SPEECH_BATCH_MS", int),
+    "uplink_idle_batch_ms": ("PIVOICECTL_UPLINK_IDLE_BATCH_MS", int),
     "api_key": ("OPENAI_API_KEY", str),
 }
 
@@ -128,6 +130,7 @@ class RunSettings:
     onset_mute_ms: int = 300
     uplink_batch_ms: int = 100
     uplink_speech_batch_ms: int = 40
+    uplink_idle_batch_ms: int = 200
     barge_in: str = "server"
     barge_in_frame_ms: int = BargeInSettings.frame_ms
     barge_in_threshold: int = BargeInSettings.threshold
@@ -145,9 +148,11 @@ class RunSettings:
 
     @property
     def uplink(self) -> UplinkSettings:
-        """When mic audio is sent (quiet and speech batching)."""
+        """When mic audio is sent (quiet, idle and speech batching)."""
         return UplinkSettings(
-            quiet_batch_ms=self.uplink_batch_ms, speech_batch_ms=self.uplink_speech_batch_ms
+            quiet_batch_ms=self.uplink_batch_ms,
+            speech_batch_ms=self.uplink_speech_batch_ms,
+            idle_batch_ms=self.uplink_idle_batch_ms,
         )
 
     def __post_init__(self) -> None:

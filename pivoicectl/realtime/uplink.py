@@ -14,6 +14,12 @@ turn (its silence_duration_ms, 500 ms by default) arrives within `speech_batch_m
 it would block by block: `run` sends speech every 40 ms, which halves the sends (and,
 with the edge reading the mic as seldom, the wakeups) of someone talking, for at most
 20 ms more before the service hears the end of a turn or a barge-in.
+
+While the room is quiet and nothing plays (`idle_batch_ms`, 200 ms in `run`), there is
+no answer to interrupt, and a question's first words reaching the service up to that
+much later change nothing a user notices: the rest of the question follows every speech
+batch, so the service hears its end as early as before. Reading the mic that seldom
+halves the wakeups of an assistant that waits to be spoken to, which is most of its day.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ class UplinkSettings:
     speech_batch_ms: int = 0
     """Inside the hangover, blocks go out in batches this long (0: one by one); the loud
     block that starts speech always goes at once."""
+    idle_batch_ms: int = 0
+    """While the room is quiet and nothing plays, blocks may wait this long (0: the quiet
+    batch); the loud block that starts speech still sends everything waiting at once."""
     hangover_ms: int = 800
     """Blocks keep going out every speech batch this long after the last loud one."""
     loud_dbfs: float = -55.0
@@ -46,6 +55,11 @@ class UplinkSettings:
         if not 0 <= self.quiet_batch_ms <= 500:
             raise UserError(
                 f"uplink_batch_ms = {self.quiet_batch_ms} is out of range", hint="use 0 to 500"
+            )
+        if not 0 <= self.idle_batch_ms <= 1000:
+            raise UserError(
+                f"uplink_idle_batch_ms = {self.idle_batch_ms} is out of range",
+                hint="use 0 to 1000",
             )
         if not 0 <= self.speech_batch_ms <= 200:
             raise UserError(
@@ -69,11 +83,13 @@ class UplinkPacer:
         """Batching is on and nobody has been loud for the hangover."""
         return self.settings.quiet_batch_ms > 0 and now_s >= self._loud_until_s
 
-    def period_ms(self, now_s: float) -> int:
-        """How seldom the mic may be read for now without delaying a send: the quiet batch
-        while the room is quiet, the speech batch inside the hangover, 0 for every block."""
+    def period_ms(self, now_s: float, playing: bool = True) -> int:
+        """How seldom the mic may be read for now without delaying a send: the idle batch
+        while the room is quiet and nothing plays, the quiet batch while it is quiet, the
+        speech batch inside the hangover, 0 for every block."""
         if self.quiet(now_s):
-            return self.settings.quiet_batch_ms
+            s = self.settings
+            return s.quiet_batch_ms if playing else max(s.idle_batch_ms, s.quiet_batch_ms)
         return self.settings.speech_batch_ms if self.settings.quiet_batch_ms > 0 else 0
 
     def feed(self, pcm: bytes, now_s: float) -> bool:

@@ -1063,3 +1063,21 @@ def test_device_side_decisions_see_each_block_at_the_time_it_was_recorded():
     drive_batched(script, mic_path=SpyPath())
     ages = [round(called - now_s, 3) for now_s, called in stamps[-5:]]
     assert ages == pytest.approx([0.080, 0.060, 0.040, 0.020, 0.0], abs=0.002)
+
+
+def test_the_mic_is_read_an_idle_batch_apart_only_while_nothing_plays():
+    seen: dict[str, int] = {}
+
+    async def script(h: Harness) -> None:
+        await ready_session(h)
+        h.device.burst(2)
+        seen["idle"] = h.device.relaxed_ms
+        h.conversation.playback.push("item_1", "resp_1", bytes(48_000))  # an answer plays
+        h.device.burst(1)
+        seen["playing"] = h.device.relaxed_ms
+
+    idle = UplinkSettings(
+        quiet_batch_ms=5 * BLOCK_MS, speech_batch_ms=2 * BLOCK_MS, idle_batch_ms=10 * BLOCK_MS
+    )
+    drive_batched(script, uplink=idle)
+    assert seen == {"idle": idle.idle_batch_ms, "playing": idle.quiet_batch_ms}

@@ -218,3 +218,27 @@ def test_without_quiet_batching_the_mic_is_read_and_sent_every_block():
 def test_uplink_settings_rejects_speech_batch_ms_out_of_range(bad):
     with pytest.raises(UserError):
         UplinkSettings(speech_batch_ms=bad)
+
+
+def test_the_mic_may_wait_an_idle_batch_only_while_quiet_and_nothing_plays():
+    pacer = UplinkPacer(
+        UplinkSettings(quiet_batch_ms=100, speech_batch_ms=40, idle_batch_ms=200), BLOCK_MS
+    )
+    pacer.feed(silence(), 0.0)
+    assert pacer.period_ms(0.0, playing=False) == 200  # nothing to interrupt
+    assert pacer.period_ms(0.0, playing=True) == 100  # an answer may be barged in on
+    pacer.feed(sine(-20), 0.02)  # someone talks: speech batches, playing or not
+    assert pacer.period_ms(0.04, playing=False) == 40
+    assert pacer.period_ms(0.04, playing=True) == 40
+    # An idle batch shorter than the quiet batch does not read the mic more often.
+    short = UplinkPacer(UplinkSettings(quiet_batch_ms=100, idle_batch_ms=60), BLOCK_MS)
+    assert short.period_ms(0.0, playing=False) == 100
+    # Off (0): the quiet batch.
+    assert UplinkPacer(UplinkSettings(quiet_batch_ms=100), BLOCK_MS).period_ms(0.0, False) == 100
+
+
+@pytest.mark.parametrize("bad", [-1, 1001])
+def test_uplink_settings_rejects_idle_batch_ms_out_of_range(bad):
+    with pytest.raises(UserError, match=f"uplink_idle_batch_ms = {bad} is out of range") as info:
+        UplinkSettings(idle_batch_ms=bad)
+    assert info.value.hint == "use 0 to 1000"
