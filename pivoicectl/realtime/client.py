@@ -50,11 +50,13 @@ from pivoicectl.realtime.transport import (
 from pivoicectl.realtime.uplink import UplinkPacer, UplinkSettings
 
 TICK_S = 0.25
-"""How often the time limit and session renewal are checked, and playback reports
-drained when no mic block has come to do it. Reports are drained with every mic block;
-their timestamps come from the audio callback, so draining late only delays the
-bookkeeping. Every wakeup costs CPU (about 0.1 ms each on the 2-core VM that runs the
-benchmarks), which is why this is not a fast poll."""
+"""How often the session renewal looks for an idle moment once it is due, and playback
+reports are drained when no mic block has come to do it. Reports are drained with every
+mic block; their timestamps come from the audio callback, so draining late only delays
+the bookkeeping. Every wakeup costs CPU (about 0.1 ms each on the 2-core VM that runs
+the benchmarks), which is why this is not a fast poll."""
+SLOW_TICK_S = 1.0
+"""The housekeeping tick while no renewal is due (the time limit is a timer of its own)."""
 MIC_QUEUE_BLOCKS = 100
 """Mic blocks held while the socket is slow (2 s at 20 ms); older ones are dropped."""
 
@@ -183,7 +185,13 @@ class RealtimeClient:
         start_s, cpu0 = self.clock(), time.process_time()
         loop = asyncio.get_running_loop()
         self.audio.start(loop, self._on_mic)
-        ticker = asyncio.create_task(self._tick(start_s))
+        ticker = asyncio.create_task(self._tick())
+        duration = self.options.duration_s
+        limit = (
+            loop.call_later(duration, self.stop, f"{duration:g} s elapsed")
+            if duration is not None
+            else None
+        )
         try:
             if self.button is not None:
                 self.button.start(loop, self.set_talk)
@@ -191,6 +199,8 @@ class RealtimeClient:
                 await self._chime()
             await self._supervise()
         finally:
+            if limit is not None:
+                limit.cancel()
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
@@ -482,17 +492,19 @@ class RealtimeClient:
                 self.mic_path.played(report)
             self._execute(self.conversation.played(report))
 
-    async def _tick(self, start_s: float) -> None:
-        duration = self.options.duration_s
+    async def _tick(self) -> None:
+        """Housekeeping: renew the session at an idle moment once that is due. Every
+        `TICK_S` while a renewal waits for one; else every `SLOW_TICK_S` (the mic's own
+        wakeups hand over the playback reports meanwhile), since on a VM each wakeup
+        costs about 0.1 ms of CPU."""
         while True:
             self._pump_reports()
             now = self.clock()
-            if duration is not None and now - start_s >= duration:
-                self.stop(f"{duration:g} s elapsed")
             idle = self.conversation.is_idle(now)
             if self._conn is not None and self._renewal.should_renew(idle):
                 self._renew.set()
-            await asyncio.sleep(TICK_S)
+            due_in_s = self._renewal.seconds_until_due()
+            await asyncio.sleep(TICK_S if due_in_s <= 0 else min(SLOW_TICK_S, due_in_s))
 
     def _execute(self, actions: list[Action]) -> None:
         """Run actions that need no await; `Send`s outside a connection are dropped."""
