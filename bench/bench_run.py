@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pivoicectl.sim import instance
 from pivoicectl.sim.room import RoomSettings
 from tests.conftest import clean_env, run_cli
-from tests.integration.test_run import RunProcess, loud_segments, voiced_wav
+from tests.integration.test_run import PREFIX_MS, RunProcess, loud_segments, voiced_wav
 
 RATE = 48_000
 
@@ -310,10 +310,13 @@ def main() -> None:
         idle_switches = sampler.switches_per_s()
         sampler.mark()
         time.sleep(0.5)
+        question_ends, interruption_starts = [], []
         for k in range(args.rounds):
             subprocess.run(["paplay", "-d", "sim_air", str(question)], env=env, check=True)
+            question_ends.append(time.monotonic())  # paplay returns once it has played out
             run.wait_for_answers(2 * k + 1, 10)
             time.sleep(2.0)
+            interruption_starts.append(time.monotonic())
             subprocess.run(["paplay", "-d", "sim_air", str(interruption)], env=env, check=True)
             run.wait_for(lambda r, k=k: r["type"] == "turn" and r["turn"] == 2 * k + 2, 15, "turn")
             time.sleep(0.5)
@@ -337,6 +340,21 @@ def main() -> None:
         if ends:
             speaker_ms.append((ends[0] - r["at_s"]) * 1000)
     turns = summary["turns"]
+    # The person stops talking -> the answer starts at the speaker: what the user waits
+    # for, batching and the service's VAD silence included (the parrot's answer opens with
+    # the prefix padding's quiet, so its first loud sample is that much after its start).
+    voice_to_voice = []
+    for end in question_ends:
+        onsets = [a for a, _ in segments if a > end]
+        if onsets:
+            voice_to_voice.append((onsets[0] - end) * 1000 - PREFIX_MS)
+    # The person starts talking over the answer -> the answer stops at the speaker: the
+    # whole barge-in (paplay's own start-up, batching and the service's VAD included).
+    barge_in = []
+    for start in interruption_starts:
+        ends = [b for a, b in segments if a < start < b]
+        if ends:
+            barge_in.append((ends[0] - start) * 1000)
     client_int = [t["interrupt_latency_ms"] for t in turns if t["interrupt_latency_ms"]]
     first = [t["first_audio_latency_ms"] for t in turns if t["first_audio_latency_ms"]]
     cpu = 100.0 * summary["cpu_s"] / summary["elapsed_s"]
@@ -360,6 +378,14 @@ def main() -> None:
     print(f"interrupt latency, client-side (goal <= 25 ms): {fmt(client_int)}")
     print(f"interrupt latency, at the speaker, upper bound: {fmt(speaker_ms)}")
     print(f"first-audio latency, client-side (goal <= 50 ms): {fmt(first)}")
+    print(
+        f"barge-in at the speaker (the person's first sound, as paplay starts, to the "
+        f"answer's end): {fmt(barge_in)}"
+    )
+    print(
+        f"voice to voice at the speaker (question's end to the answer's first audio, the "
+        f"service's 500 ms of VAD silence included): {fmt(voice_to_voice)}"
+    )
     print(
         f"client CPU per second of duplex audio (all threads, the conversation rounds): "
         f"{duplex_s:.3f} s over {sampler.wall_since_mark:.1f} s = {duplex:.2f}% of one core "
