@@ -256,6 +256,8 @@ def main() -> None:
     ap.add_argument("--audio-backend", choices=("pulse", "portaudio"), default="pulse")
     ap.add_argument("--uplink-batch-ms", type=int, default=100)
     ap.add_argument("--speech-batch-ms", type=int, default=40)
+    ap.add_argument("--talk-batch-ms", type=int, default=100, help="speech while nothing plays")
+    ap.add_argument("--idle-batch-ms", type=int, default=200, help="quiet while nothing plays")
     ap.add_argument("--block-ms", type=int, default=20, help="mic block and tick period")
     ap.add_argument("--idle-s", type=float, default=10.0, help="listening to a quiet room")
     args = ap.parse_args()
@@ -287,6 +289,8 @@ def main() -> None:
                 **env,
                 "PIVOICECTL_UPLINK_BATCH_MS": str(args.uplink_batch_ms),
                 "PIVOICECTL_UPLINK_SPEECH_BATCH_MS": str(args.speech_batch_ms),
+                "PIVOICECTL_UPLINK_TALK_BATCH_MS": str(args.talk_batch_ms),
+                "PIVOICECTL_UPLINK_IDLE_BATCH_MS": str(args.idle_batch_ms),
                 "PIVOICECTL_INPUT_BLOCK_MS": str(args.block_ms),
             },
             tmp / "trace.jsonl",
@@ -370,7 +374,8 @@ def main() -> None:
 
     print(
         f"rounds: {args.rounds}; backend {summary['audio_backend']}; {args.block_ms} ms blocks; "
-        f"uplink batches {args.uplink_batch_ms} ms quiet, {args.speech_batch_ms} ms speech "
+        f"uplink batches {args.uplink_batch_ms} ms quiet ({args.idle_batch_ms} ms idle), "
+        f"{args.speech_batch_ms} ms speech ({args.talk_batch_ms} ms talking alone) "
         f"({summary['mic_blocks_sent']} mic blocks in "
         f"{summary['mic_messages_sent']} sends); "
         f"output latency reported: {summary['output_latency_ms']} ms"

@@ -461,12 +461,15 @@ class RealtimeClient:
             return
         blocks: tuple[bytes, ...] = (pcm,)
         now = self.clock()
-        wake = self._pacer.feed(pcm, now)
         prompt = False  # whether the next block must be read promptly
         playing = (
             self.conversation.playback.queued_samples > 0
             or self.audio.sounding_until_s > time.monotonic()
         )
+        # Speech over an answer may be a barge-in: it goes every speech batch, even in a
+        # moment where the speaker ran dry between two deltas.
+        answer = playing or self.conversation.answering
+        wake = self._pacer.feed(pcm, now, answer)
         if self.mic_path is not None:
             # When it was recorded, on the timeline of the playback reports.
             decision = self.mic_path.feed(pcm, now - age_s, playing)
@@ -483,7 +486,7 @@ class RealtimeClient:
         # while nothing plays, every quiet batch in a quiet room, every speech batch while
         # someone talks), but every block while a device-side decision (local barge-in,
         # echo guard) may stop the assistant.
-        self.audio.relaxed_ms = 0 if prompt else self._pacer.period_ms(now, playing)
+        self.audio.relaxed_ms = 0 if prompt else self._pacer.period_ms(now, answer)
 
     def _pump_reports(self) -> None:
         """Hand the playback reports so far to the conversation (and the mic path)."""

@@ -231,6 +231,12 @@ class Conversation:
     """After the user's turn ended, how long an answer that has not started yet still
     counts as coming (a turn the service never answers must not block renewal)."""
 
+    @property
+    def answering(self) -> bool:
+        """An answer is under way (created, not yet done), whether or not its audio is
+        at the speaker right now: the speaker may run dry between deltas mid-answer."""
+        return bool(self._active)
+
     def is_idle(self, now_s: float) -> bool:
         """Nobody speaking, no answer awaited, running or playing: a safe moment to
         renew. Between the end of the user's turn and `response.created` (a whole round

@@ -34,6 +34,7 @@ Example config file:
     uplink_batch_ms = 100       # quiet mic audio sent in batches this long (0: per block)
     uplink_speech_batch_ms = 40 # speech sent in batches this long (0: per block)
     uplink_idle_batch_ms = 200  # quiet audio while nothing plays (0: as uplink_batch_ms)
+    uplink_talk_batch_ms = 100  # speech while nothing plays (0: as uplink_speech_batch_ms)
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ _FIELDS: dict[str, tuple[str, type]] = {
     "uplink_batch_ms": ("PIVOICECTL_UPLINK_BATCH_MS", int),
     "uplink_speech_batch_ms": ("PIVOICECTL_UPLINK_SPEECH_BATCH_MS", int),
     "uplink_idle_batch_ms": ("PIVOICECTL_UPLINK_IDLE_BATCH_MS", int),
+    "uplink_talk_batch_ms": ("PIVOICECTL_UPLINK_TALK_BATCH_MS", int),
     "api_key": ("OPENAI_API_KEY", str),
 }
 
@@ -131,6 +133,7 @@ class RunSettings:
     uplink_batch_ms: int = 100
     uplink_speech_batch_ms: int = 40
     uplink_idle_batch_ms: int = 200
+    uplink_talk_batch_ms: int = 100
     barge_in: str = "server"
     barge_in_frame_ms: int = BargeInSettings.frame_ms
     barge_in_threshold: int = BargeInSettings.threshold
@@ -153,6 +156,7 @@ class RunSettings:
             quiet_batch_ms=self.uplink_batch_ms,
             speech_batch_ms=self.uplink_speech_batch_ms,
             idle_batch_ms=self.uplink_idle_batch_ms,
+            talk_batch_ms=self.uplink_talk_batch_ms,
         )
 
     def __post_init__(self) -> None:

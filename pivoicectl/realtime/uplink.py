@@ -20,6 +20,13 @@ no answer to interrupt, and a question's first words reaching the service up to 
 much later change nothing a user notices: the rest of the question follows every speech
 batch, so the service hears its end as early as before. Reading the mic that seldom
 halves the wakeups of an assistant that waits to be spoken to, which is most of its day.
+
+While someone talks and nothing plays (`talk_batch_ms`, 100 ms in `run`), the loud
+blocks of a question wait longer still: nothing is decided on them until the turn ends,
+and the quiet blocks that end it go every speech batch again, so the service hears the
+end of the turn as early as with speech batches throughout (voice to voice at the
+speaker: 545 ms either way, against 566 ms with 100 ms batches throughout). Speech over
+an answer, a barge-in, always goes every speech batch.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ class UplinkSettings:
     idle_batch_ms: int = 0
     """While the room is quiet and nothing plays, blocks may wait this long (0: the quiet
     batch); the loud block that starts speech still sends everything waiting at once."""
+    talk_batch_ms: int = 0
+    """Loud blocks while nothing plays go out in batches this long (0: the speech batch)."""
     hangover_ms: int = 800
     """Blocks keep going out every speech batch this long after the last loud one."""
     loud_dbfs: float = -55.0
@@ -61,6 +70,11 @@ class UplinkSettings:
                 f"uplink_idle_batch_ms = {self.idle_batch_ms} is out of range",
                 hint="use 0 to 1000",
             )
+        if not 0 <= self.talk_batch_ms <= 500:
+            raise UserError(
+                f"uplink_talk_batch_ms = {self.talk_batch_ms} is out of range",
+                hint="use 0 to 500",
+            )
         if not 0 <= self.speech_batch_ms <= 200:
             raise UserError(
                 f"uplink_speech_batch_ms = {self.speech_batch_ms} is out of range",
@@ -78,6 +92,8 @@ class UplinkPacer:
         self._loud_until_s = float("-inf")
         self._waiting_ms = 0.0
         self._last_s: float | None = None
+        self._talking_alone = False
+        """The last block was loud and nothing played: the talk batch applies."""
 
     def quiet(self, now_s: float) -> bool:
         """Batching is on and nobody has been loud for the hangover."""
@@ -86,13 +102,24 @@ class UplinkPacer:
     def period_ms(self, now_s: float, playing: bool = True) -> int:
         """How seldom the mic may be read for now without delaying a send: the idle batch
         while the room is quiet and nothing plays, the quiet batch while it is quiet, the
-        speech batch inside the hangover, 0 for every block."""
+        talk batch while someone talks and nothing plays, the speech batch for the rest of
+        the hangover, 0 for every block."""
+        s = self.settings
         if self.quiet(now_s):
-            s = self.settings
             return s.quiet_batch_ms if playing else max(s.idle_batch_ms, s.quiet_batch_ms)
-        return self.settings.speech_batch_ms if self.settings.quiet_batch_ms > 0 else 0
+        if s.quiet_batch_ms <= 0:
+            return 0
+        return self._batch_ms(playing)
 
-    def feed(self, pcm: bytes, now_s: float) -> bool:
+    def _batch_ms(self, playing: bool) -> int:
+        """The batch inside the hangover."""
+        s = self.settings
+        if self._talking_alone and not playing:
+            return max(s.talk_batch_ms, s.speech_batch_ms)
+        return s.speech_batch_ms
+
+    def feed(self, pcm: bytes, now_s: float, playing: bool = True) -> bool:
+        """`playing`: whether an answer plays (speech over it goes every speech batch)."""
         s = self.settings
         if s.quiet_batch_ms <= 0:
             return True
@@ -102,12 +129,14 @@ class UplinkPacer:
         self._last_s = now_s
         self._floor_dbfs = min(self._floor_dbfs, level)
         talking = now_s < self._loud_until_s
-        if level > max(s.loud_dbfs, self._floor_dbfs + s.floor_margin_db):
+        loud = level > max(s.loud_dbfs, self._floor_dbfs + s.floor_margin_db)
+        self._talking_alone = loud and not playing
+        if loud:
             self._loud_until_s = now_s + s.hangover_ms / 1000
             if not talking:  # speech starts: everything waiting goes at once
                 self._waiting_ms = 0.0
                 return True
-        batch = s.speech_batch_ms if now_s < self._loud_until_s else s.quiet_batch_ms
+        batch = self._batch_ms(playing) if now_s < self._loud_until_s else s.quiet_batch_ms
         self._waiting_ms += self.block_ms
         if self._waiting_ms >= batch:
             self._waiting_ms = 0.0

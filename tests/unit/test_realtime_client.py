@@ -1081,3 +1081,26 @@ def test_the_mic_is_read_an_idle_batch_apart_only_while_nothing_plays():
     )
     drive_batched(script, uplink=idle)
     assert seen == {"idle": idle.idle_batch_ms, "playing": idle.quiet_batch_ms}
+
+
+def test_speech_while_an_answer_is_under_way_goes_every_speech_batch_even_before_its_audio():
+    """Someone talking alone is read and sent in talk batches; once an answer is under
+    way their speech may be a barge-in, so it goes every speech batch, even while the
+    speaker has nothing (the answer's first delta has not come, or it ran dry)."""
+    seen: dict[str, int] = {}
+
+    async def script(h: Harness) -> None:
+        conn = await ready_session(h)
+        h.device.mic_level = LOUD_LEVEL
+        h.device.burst(2)
+        seen["alone"] = h.device.relaxed_ms
+        conn.push(response_created("resp_1"))
+        await h.until(lambda: h.conversation.answering, "the answer under way")
+        h.device.burst(1)
+        seen["answer"] = h.device.relaxed_ms
+
+    talk = UplinkSettings(
+        quiet_batch_ms=5 * BLOCK_MS, speech_batch_ms=2 * BLOCK_MS, talk_batch_ms=5 * BLOCK_MS
+    )
+    drive_batched(script, uplink=talk)
+    assert seen == {"alone": talk.talk_batch_ms, "answer": talk.speech_batch_ms}

@@ -257,3 +257,34 @@ def test_both_ways_of_taking_a_level_agree(monkeypatch):
     assert exact[0] == fast[0] == -120.0
     assert fast[1:] == pytest.approx(exact[1:], abs=0.4)
     assert exact[1:] == pytest.approx([-70, -45, -20, -33], abs=0.1)
+
+
+def test_talk_batches_while_nothing_plays_and_speech_batches_for_the_silence_that_ends_a_turn():
+    pacer = UplinkPacer(
+        UplinkSettings(quiet_batch_ms=100, speech_batch_ms=40, talk_batch_ms=100), BLOCK_MS
+    )
+    t = [i * BLOCK_S for i in range(20)]
+    out = [pacer.feed(sine(-20), t[0], playing=False)]  # speech starts: at once
+    out += [pacer.feed(sine(-20), t[i], playing=False) for i in range(1, 6)]  # 100 ms
+    assert out == [T, F, F, F, F, T]
+    assert pacer.period_ms(t[5], playing=False) == 100
+    # The person stops: the quiet blocks that end the turn go every speech batch.
+    quiet = [pacer.feed(silence(), t[i], playing=False) for i in range(6, 10)]
+    assert quiet == [F, T, F, T]
+    assert pacer.period_ms(t[9], playing=False) == 40
+
+
+def test_speech_over_an_answer_goes_every_speech_batch():
+    pacer = UplinkPacer(
+        UplinkSettings(quiet_batch_ms=100, speech_batch_ms=40, talk_batch_ms=100), BLOCK_MS
+    )
+    out = [pacer.feed(sine(-20), i * BLOCK_S, playing=True) for i in range(5)]
+    assert out == [T, F, T, F, T]  # a possible barge-in: never held 100 ms
+    assert pacer.period_ms(4 * BLOCK_S, playing=True) == 40
+    assert pacer.period_ms(4 * BLOCK_S, playing=False) == 40  # the last block was over one
+
+
+@pytest.mark.parametrize("bad", [-1, 501])
+def test_uplink_settings_rejects_talk_batch_ms_out_of_range(bad):
+    with pytest.raises(UserError, match=f"uplink_talk_batch_ms = {bad} is out of range"):
+        UplinkSettings(talk_batch_ms=bad)
