@@ -473,6 +473,9 @@ _KEY_PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),  # API keys, including sk-proj-...
     re.compile(r"\bek_[A-Za-z0-9_-]{8,}"),  # ephemeral client secrets
 )
+_MAYBE_KEY = re.compile(r"(?i)bearer|sk-|ek_")
+"""Matches wherever any of the patterns above could: one search instead of three
+substitutions for the many short strings of every trace record (ids, types)."""
 
 
 def redact(value: Any, secrets: tuple[str, ...] = ()) -> Any:
@@ -506,8 +509,10 @@ def redact(value: Any, secrets: tuple[str, ...] = ()) -> Any:
 
 def _redact_str(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
-        if secret and len(secret) >= 4:
+        if secret and len(secret) >= 4 and secret in text:
             text = text.replace(secret, REDACTED)
+    if len(text) < 8 or not _MAYBE_KEY.search(text):  # no pattern can match here
+        return text
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     for pattern in _KEY_PATTERNS:
         text = pattern.sub(REDACTED, text)

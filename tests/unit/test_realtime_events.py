@@ -248,3 +248,26 @@ def test_trace_view_shortens_audio():
     assert ev.trace_view(delta)["delta"] == "<10 bytes pcm16>"
     text = {"type": "response.output_audio_transcript.delta", "delta": "hello"}
     assert ev.trace_view(text)["delta"] == "hello"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Bearer abc.def-123",
+        "BEARER\tsecret-token-value",
+        "x=sk-proj-abcdefgh12345",
+        "key ek_abcdefgh12345 in a message",
+        "resp_0123456789abcdef",
+        "short",
+        "sk-short",
+        "",
+    ],
+)
+def test_the_quick_check_before_redacting_a_string_never_skips_a_key(text):
+    """The shortcut for strings that cannot hold a key gives what the patterns give."""
+    from pivoicectl.realtime import events
+
+    full = events._BEARER.sub(lambda m: f"{m.group(1)} {events.REDACTED}", text)
+    for pattern in events._KEY_PATTERNS:
+        full = pattern.sub(events.REDACTED, full)
+    assert events.redact(text) == full
