@@ -1029,19 +1029,30 @@ def test_speech_goes_out_in_speech_batches_after_the_block_that_starts_it():
     assert seen["talking"] == SPEECH_BATCHED.speech_batch_ms  # read as seldom as it is sent
 
 
-def test_the_mic_is_read_every_block_while_a_local_decision_may_stop_the_assistant():
-    seen: dict[str, int] = {}
+def relaxed_before_and_while_an_answer_plays(
+    uplink: UplinkSettings, mic_path: MicPath | None = None
+) -> tuple[int, int]:
+    """How seldom the client lets the edge read a quiet mic: before an answer, and once
+    one is queued for the speaker."""
+    seen: list[int] = []
 
     async def script(h: Harness) -> None:
         await ready_session(h)
         h.device.burst(2)
-        seen["quiet"] = h.device.relaxed_ms
+        seen.append(h.device.relaxed_ms)
         h.conversation.playback.push("item_1", "resp_1", bytes(48_000))  # an answer plays
         h.device.burst(1)
-        seen["playing"] = h.device.relaxed_ms
+        seen.append(h.device.relaxed_ms)
 
-    drive_batched(script, uplink=SPEECH_BATCHED, mic_path=MicPath(barge_in="local"))
-    assert seen == {"quiet": SPEECH_BATCHED.quiet_batch_ms, "playing": 0}
+    drive_batched(script, uplink=uplink, mic_path=mic_path)
+    return seen[0], seen[1]
+
+
+def test_the_mic_is_read_every_block_while_a_local_decision_may_stop_the_assistant():
+    relaxed = relaxed_before_and_while_an_answer_plays(
+        SPEECH_BATCHED, mic_path=MicPath(barge_in="local")
+    )
+    assert relaxed == (SPEECH_BATCHED.quiet_batch_ms, 0)
 
 
 def test_device_side_decisions_see_each_block_at_the_time_it_was_recorded():
@@ -1066,21 +1077,11 @@ def test_device_side_decisions_see_each_block_at_the_time_it_was_recorded():
 
 
 def test_the_mic_is_read_an_idle_batch_apart_only_while_nothing_plays():
-    seen: dict[str, int] = {}
-
-    async def script(h: Harness) -> None:
-        await ready_session(h)
-        h.device.burst(2)
-        seen["idle"] = h.device.relaxed_ms
-        h.conversation.playback.push("item_1", "resp_1", bytes(48_000))  # an answer plays
-        h.device.burst(1)
-        seen["playing"] = h.device.relaxed_ms
-
     idle = UplinkSettings(
         quiet_batch_ms=5 * BLOCK_MS, speech_batch_ms=2 * BLOCK_MS, idle_batch_ms=10 * BLOCK_MS
     )
-    drive_batched(script, uplink=idle)
-    assert seen == {"idle": idle.idle_batch_ms, "playing": idle.quiet_batch_ms}
+    relaxed = relaxed_before_and_while_an_answer_plays(idle)
+    assert relaxed == (idle.idle_batch_ms, idle.quiet_batch_ms)
 
 
 def test_speech_while_an_answer_is_under_way_goes_every_speech_batch_even_before_its_audio():
