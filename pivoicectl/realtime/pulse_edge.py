@@ -7,19 +7,23 @@ speaker cost 0.45-0.57 % of a core at 20 ms ticks, against 0.31-0.37 % for a bar
 loop timer and about 1.3 % for PortAudio's (see `libpulse`).
 
 The tick runs every `block_ms` (20 ms) or as seldom as the client allows (`relaxed_ms`:
-the uplink's quiet batch, 100 ms, in a quiet room; its speech batch, 40 ms, while
-someone talks): those blocks wait that long for their send anyway, and the server keeps
-recording meanwhile, so they arrive together and nothing is lost. Most of the client's
-CPU on a VM is the wakeups themselves. The blocks read together are handed over with
-their age, so the decisions taken on them line up with what the speaker played.
+as seldom as the uplink sends, see `uplink`: 200 ms while the room is quiet and nothing
+plays, 100 ms in a quiet room while an answer plays or while someone talks alone, 40 ms
+while someone talks over an answer or stops talking): those blocks wait that long for
+their send anyway, and the server keeps recording meanwhile, so they arrive together
+and nothing is lost. Most of the client's CPU on a VM is the wakeups themselves. Each
+block read together with others is handed over with its age, so the decisions taken on
+it line up with what the speaker played.
 
 The speaker side keeps enough audio in the server's buffer to outlast the wait for the
 next tick (`_lead_for`: a period plus a period's margin, 60 ms at 20 ms ticks, 200 ms at
-100 ms) and no more; the rest waits in the `PlaybackQueue`. A barge-in empties the queue
-and flushes the server's buffer (`pa_stream_flush`), and the truncation counts what was
-handed over minus what the server still held at that instant, so a longer lead costs
-nothing that is heard (the barge-in test: the truncate within -13..-1 ms of what the
-speaker played with 200 ms leads). When the client lets the tick slow down while audio
+100 ms; 400 ms for the first write of an answer that starts during a 200 ms idle tick,
+until the next tick brings the period down) and no more; the rest waits in the
+`PlaybackQueue`. A barge-in empties the queue and flushes the server's buffer
+(`pa_stream_flush`), and the truncation counts what was handed over minus what the
+server still held at that instant, so a longer lead costs nothing that is heard (the
+barge-in test: the truncate within -13..-1 ms of what the speaker played with 200 ms
+leads). When the client lets the tick slow down while audio
 waits in the queue, the next tick still comes a margin before what the server holds runs
 out: the lead of the faster tick is all it has until then. A new answer is written as
 soon as its first delta is queued, not at the next tick.
