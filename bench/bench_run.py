@@ -46,7 +46,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pivoicectl.sim import instance
 from pivoicectl.sim.room import RoomSettings
 from tests.conftest import clean_env, run_cli
-from tests.integration.test_run import PREFIX_MS, RunProcess, loud_segments, voiced_wav
+from tests.integration.test_run import (
+    PREFIX_MS,
+    RunProcess,
+    heard_and_gaps_ms,
+    loud_segments,
+    voiced_wav,
+)
 
 RATE = 48_000
 
@@ -337,6 +343,9 @@ def main() -> None:
     records = [json.loads(line) for line in (tmp / "trace.jsonl").read_text().splitlines()]
     interruptions = [r for r in records if r["type"] == "interruption"]
     segments = [(t0 + a, t0 + b) for a, b in loud_segments(audio)]
+    # Silence inside what the speaker played (the chime and the answers): where it ran
+    # dry, whatever the underrun counter (whose notices come late) says.
+    gaps_ms = sum(heard_and_gaps_ms(audio, s)[1] for s in loud_segments(audio))
     speaker_ms = []
     for r in interruptions:
         # The answer that was playing when speech_started arrived: its segment ends after.
@@ -413,6 +422,7 @@ def main() -> None:
     by_thread = ", ".join(f"{k} {v:.2f} s" for k, v in used if v > 0)
     print(f"client CPU by thread from session.created on: {by_thread}")
     print(
+        f"silence inside what the speaker played: {gaps_ms:.0f} ms in all; "
         f"underruns {summary['underflows']}, overruns {summary['overflows']}, "
         f"mic blocks dropped {summary['mic_blocks_dropped']}"
     )

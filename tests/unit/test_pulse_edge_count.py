@@ -53,7 +53,8 @@ def test_the_lead_is_kept_from_the_count_of_what_was_written_and_when():
     assert speaker.written_ms == pytest.approx([60, 20], abs=0.1)
     edge._top_up(100.100)  # a late tick: 80 ms played, 0 left, the lead again
     assert speaker.written_ms == pytest.approx([60, 20, 60], abs=0.1)
-    assert edge.output_starts == 2  # it ran dry once
+    assert edge.output_starts == 2  # it ran dry once...
+    assert edge.underflows == 1  # ...while audio waited here: an underrun
 
 
 def test_a_server_that_holds_more_than_the_count_wins():
@@ -177,3 +178,15 @@ def test_a_tick_that_slows_down_while_audio_waits_comes_back_before_the_lead_run
     # 80 ms run out; that tick tops up to the 100 ms tick's lead.
     assert loop.calls[-1] <= edge._drain_s - 0.040 + 1e-9
     assert loop.calls[-1] < now + 0.05
+
+
+def test_running_dry_between_answers_or_late_deltas_is_no_underrun_of_ours():
+    edge, _ = _edge(100)
+    edge._top_up(100.0)  # 60 ms written, 40 ms waits
+    edge._top_up(100.020)  # 20 ms more: the last 20 ms
+    edge._top_up(100.040)  # the rest: nothing waits any more
+    assert edge.playback.queued_samples == 0
+    edge.playback.push("item", "resp", bytes(ms_to_samples(100) * 2))  # a late delta
+    edge._top_up(100.500)  # the server ran dry long ago, but nothing was waiting here
+    assert edge.output_starts == 2
+    assert edge.underflows == 0
