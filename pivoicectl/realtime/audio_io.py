@@ -146,7 +146,7 @@ class EdgeCounters:
         `PlaybackQueue`, and the echo guard must stay closed until it has played."""
         self.relaxed_ms = 0
         """Set by the client: the audio may be read this seldom (ms) for now, because
-        the uplink sends it that seldom anyway (a quiet batch, a speech batch); 0 while
+        the uplink sends it that seldom anyway (one of its batches); 0 while
         a device-side decision needs every block promptly. Edges driven by device
         callbacks ignore it."""
 

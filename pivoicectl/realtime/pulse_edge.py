@@ -23,10 +23,10 @@ until the next tick brings the period down) and no more; the rest waits in the
 (`pa_stream_flush`), and the truncation counts what was handed over minus what the
 server still held at that instant, so a longer lead costs nothing that is heard (the
 barge-in test: the truncate within -13..-1 ms of what the speaker played with 200 ms
-leads). When the client lets the tick slow down while audio
-waits in the queue, the next tick still comes a margin before what the server holds runs
-out: the lead of the faster tick is all it has until then. A new answer is written as
-soon as its first delta is queued, not at the next tick.
+leads). When the client lets the tick slow down while audio waits in the queue, the
+next tick still comes a margin before what the server holds runs out: the lead of the
+faster tick is all it has until then. A new answer is written as soon as its first
+delta is queued, not at the next tick.
 
 The stream stays connected between answers: with 20 ms pre-buffering the server waits,
 silent, for the next write and does not wake the client meanwhile.

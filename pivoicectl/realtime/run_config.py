@@ -151,7 +151,7 @@ class RunSettings:
 
     @property
     def uplink(self) -> UplinkSettings:
-        """When mic audio is sent (quiet, idle and speech batching)."""
+        """When mic audio is sent (quiet, idle, talk and speech batching)."""
         return UplinkSettings(
             quiet_batch_ms=self.uplink_batch_ms,
             speech_batch_ms=self.uplink_speech_batch_ms,

@@ -932,15 +932,21 @@ def test_quiet_blocks_wait_until_the_batch_is_full_then_go_as_one_append():
     assert (result.mic_blocks_sent, result.mic_messages_sent) == (10, 2)
 
 
+async def two_quiet_blocks_then_speech(h: Harness) -> FakeConnection:
+    """Two quiet blocks that wait, then a loud one that sends all three at once."""
+    conn = await ready_session(h)
+    h.device.burst(2)  # quiet: they wait
+    await asyncio.sleep(0.05)
+    assert appended(conn) == []
+    h.device.mic_level = LOUD_LEVEL
+    h.device.burst(1)  # speech starts: it and the two before it go out now
+    await h.until(lambda: len(appended(conn)) == 1, "the loud block")
+    return conn
+
+
 def test_a_loud_block_sends_the_waiting_quiet_ones_at_once_then_one_by_one():
     async def script(h: Harness) -> None:
-        conn = await ready_session(h)
-        h.device.burst(2)  # quiet: they wait
-        await asyncio.sleep(0.05)
-        assert appended(conn) == []
-        h.device.mic_level = LOUD_LEVEL
-        h.device.burst(1)  # loud: it and the two before it go out now
-        await h.until(lambda: len(appended(conn)) == 1, "the loud block")
+        conn = await two_quiet_blocks_then_speech(h)
         h.device.burst(1)  # still loud
         await h.until(lambda: len(appended(conn)) == 2, "the next loud block")
         h.device.mic_level = 0
@@ -1003,13 +1009,7 @@ def test_speech_goes_out_in_speech_batches_after_the_block_that_starts_it():
     seen: dict[str, int] = {}
 
     async def script(h: Harness) -> None:
-        conn = await ready_session(h)
-        h.device.burst(2)  # quiet: they wait
-        await asyncio.sleep(0.05)
-        assert appended(conn) == []
-        h.device.mic_level = LOUD_LEVEL
-        h.device.burst(1)  # speech starts: it and the two before it go out now
-        await h.until(lambda: len(appended(conn)) == 1, "the loud block")
+        conn = await two_quiet_blocks_then_speech(h)
         seen["talking"] = h.device.relaxed_ms
         h.device.burst(1)  # still loud: waits for its pair
         await asyncio.sleep(0.05)
