@@ -100,3 +100,21 @@ def test_run_without_a_key_is_one_line_before_connecting(tmp_path):
     (tmp_path / "pivoicectl").mkdir()
     (tmp_path / "pivoicectl" / "config.toml").write_text("[run\n")
     assert_one_line_error(run_cli("run", "--local", env=env), 2, "not valid TOML")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "hint"),
+    [
+        ("PIVOICECTL_UPLINK_BATCH_MS", "501", "uplink_batch_ms = 501"),
+        ("PIVOICECTL_UPLINK_SPEECH_BATCH_MS", "201", "uplink_speech_batch_ms = 201"),
+        ("PIVOICECTL_UPLINK_IDLE_BATCH_MS", "1001", "uplink_idle_batch_ms = 1001"),
+        ("PIVOICECTL_UPLINK_TALK_BATCH_MS", "-1", "uplink_talk_batch_ms = -1"),
+    ],
+)
+def test_an_uplink_batch_out_of_range_is_one_line_before_anything_starts(
+    tmp_path, key, value, hint
+):
+    from tests.conftest import assert_one_line_error, clean_env, run_cli
+
+    env = clean_env(XDG_CONFIG_HOME=str(tmp_path), **{key: value})
+    assert_one_line_error(run_cli("run", "--local", env=env), 2, hint)
