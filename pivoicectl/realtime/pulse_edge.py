@@ -69,6 +69,11 @@ MARGIN_S = 0.04
 """The least audio the server is to hold beyond the wait for the next tick (wakeups come
 late; the server's graph takes its audio a quantum at a time)."""
 
+RIDE_SLACK_S = 0.01
+"""How much later than a period after a delta's tick the timer's own tick comes: deltas
+paced a period apart (the local server's, a steady service's) then always come first
+and carry every tick, and wakeup jitter does not hand ticks back to the timer."""
+
 SERVER_BUFFER_S = 2.0
 """Room the server keeps for the speaker stream; only the lead (at most a few hundred
 ms) of it is ever used."""
@@ -113,7 +118,12 @@ class PulseAudioEdge(EdgeCounters):
         self._speaker: Any = None
         self._mic: MicSink | None = None
         self._pending = bytearray()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._due_s = 0.0
+        """When (loop clock) the pending tick is due."""
+        self._riding = False
+        """A tick brought forward by a delta waits to run in this pass of the loop."""
 
     # --- lifecycle (event loop thread) --------------------------------------------------
 
@@ -159,6 +169,7 @@ class PulseAudioEdge(EdgeCounters):
         self.input_latency_s = self._mic_stream.measured_latency_s() or 0.0
         self.playback.set_listener(self._on_playback)
         self.playback.set_unheard_estimate(self._unheard_ms)
+        self._loop = loop
         self._schedule(loop, loop.time() + self.block_ms / 1000)
 
     def stop(self) -> None:
@@ -183,7 +194,33 @@ class PulseAudioEdge(EdgeCounters):
     def _schedule(self, loop: asyncio.AbstractEventLoop, at_s: float) -> None:
         """The next tick at `at_s` on the loop's clock: a plain timer callback (a task
         sleeping in a loop costs a future and two more callbacks per wakeup)."""
+        self._due_s = at_s
         self._timer = loop.call_at(at_s, self._on_timer, loop, at_s)
+
+    def _ride_along(self) -> bool:
+        """Bring the tick forward into the wakeup a delta brought, when it is due within
+        half a period anyway: True when it will run in this pass of the loop.
+
+        Why: on a VM the wakeup and the caches it finds cold cost more than the tick's own
+        work. While an answer streams, deltas and ticks each woke the client about ten
+        times a second; riding on the deltas halves the wakeups. The tick runs after the
+        delta is handled (`call_soon`), not inside it: its mic blocks may make the client
+        stop the answer, which must not happen in the middle of queueing it. The timer is
+        pushed back to a period (plus `RIDE_SLACK_S`) after this tick, so it only fires
+        when the deltas stop or come slower than the ticks."""
+        timer, loop = self._timer, self._loop
+        if timer is None or loop is None:
+            return False
+        if self._riding:
+            return True
+        now = loop.time()
+        if self._due_s - now > self._period_s() / 2:
+            return False
+        timer.cancel()
+        self._riding = True
+        self._due_s = now
+        self._timer = loop.call_soon(self._on_timer, loop, now + RIDE_SLACK_S)
+        return True
 
     def _period_s(self) -> float:
         """`block_ms`, or `relaxed_ms` while the client allows reading the mic that seldom."""
@@ -195,6 +232,7 @@ class PulseAudioEdge(EdgeCounters):
         return max(self.lead_s, period_s + max(period_s, MARGIN_S))
 
     def _on_timer(self, loop: asyncio.AbstractEventLoop, due_s: float) -> None:
+        self._riding = False
         if self._context is None:
             return
         self._tick()
@@ -326,6 +364,8 @@ class PulseAudioEdge(EdgeCounters):
             return
         now = time.monotonic()
         if what == "audio":
+            if self._ride_along():
+                return  # the tick, in this pass, tops up and pumps
             self._top_up(now)  # the lead covers the wait for the next tick, slow or not
         elif what == "flush":
             # Always flush, even when the count says the server is dry: a skipped flush

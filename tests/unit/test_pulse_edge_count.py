@@ -190,3 +190,101 @@ def test_running_dry_between_answers_or_late_deltas_is_no_underrun_of_ours():
     edge._top_up(100.500)  # the server ran dry long ago, but nothing was waiting here
     assert edge.output_starts == 2
     assert edge.underflows == 0
+
+
+class ClockLoop:
+    """A loop whose clock the test sets; runs nothing by itself."""
+
+    class Handle:
+        def __init__(self, at_s: float | None, callback, args) -> None:
+            self.at_s, self.callback, self.args = at_s, callback, args
+            self.cancelled = False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    def __init__(self, now_s: float) -> None:
+        self.now_s = now_s
+        self.handles: list[ClockLoop.Handle] = []
+
+    def time(self) -> float:
+        return self.now_s
+
+    def call_at(self, at_s: float, callback, *args) -> Handle:
+        self.handles.append(self.Handle(at_s, callback, args))
+        return self.handles[-1]
+
+    def call_soon(self, callback, *args) -> Handle:
+        self.handles.append(self.Handle(None, callback, args))
+        return self.handles[-1]
+
+    def pending(self) -> list[Handle]:
+        return [h for h in self.handles if not h.cancelled and not getattr(h, "ran", False)]
+
+    def run_soon(self) -> int:
+        """Run the call_soon callbacks pending (one pass of the loop)."""
+        ran = 0
+        for h in list(self.handles):
+            if h.at_s is None and not h.cancelled and not getattr(h, "ran", False):
+                h.ran = True
+                h.callback(*h.args)
+                ran += 1
+        return ran
+
+
+def _riding_edge(loop: ClockLoop) -> tuple[PulseAudioEdge, FakeSpeaker, list[float]]:
+    edge, speaker = _edge(0)
+    edge._context = FakeContext()
+    edge._mic_stream = FakeMicStream(5)
+    handed: list[float] = []
+    edge._mic = lambda pcm, age_s: handed.append(age_s)
+    edge.relaxed_ms = 100  # a quiet room while an answer plays
+    edge._loop = loop
+    edge._schedule(loop, loop.now_s + 0.100)
+    return edge, speaker, handed
+
+
+def test_a_delta_shortly_before_the_tick_carries_it_and_pushes_the_timer_back():
+    loop = ClockLoop(50.0)
+    edge, speaker, handed = _riding_edge(loop)
+    timer = loop.handles[-1]
+    loop.now_s = 50.060  # the tick is due in 40 ms, under half a period
+    edge.playback.push("item", "resp", bytes(ms_to_samples(100) * 2))
+    edge._on_playback("audio")
+    assert timer.cancelled
+    assert speaker.written_ms == []  # not inside the delta's handling...
+    assert handed == []
+    assert loop.run_soon() == 1  # ...but in the same pass of the loop
+    assert speaker.written_ms == pytest.approx([100], abs=0.1)
+    assert len(handed) == 5  # the mic blocks went with it
+    # The timer's own tick a period (and the slack) after this one.
+    assert [h.at_s for h in loop.pending()] == pytest.approx([50.060 + 0.010 + 0.100])
+
+
+def test_deltas_a_period_apart_carry_every_tick_and_the_timer_never_fires():
+    loop = ClockLoop(50.0)
+    edge, _, handed = _riding_edge(loop)
+    for n in range(1, 8):
+        # Each delta a period after the last, give or take the wakeup's jitter.
+        loop.now_s = 50.0 + 0.100 * n + (0.004 if n % 2 else -0.003)
+        edge.playback.push("item", "resp", bytes(ms_to_samples(100) * 2))
+        edge._on_playback("audio")
+        assert loop.run_soon() == 1, f"delta {n} did not carry the tick"
+        (timer,) = loop.pending()
+        assert timer.at_s > loop.now_s + 0.100  # still behind the next delta
+    assert len(handed) == 7 * 5
+
+
+def test_a_burst_of_deltas_brings_the_tick_forward_once():
+    loop = ClockLoop(50.0)
+    edge, speaker, handed = _riding_edge(loop)
+    loop.now_s = 50.080
+    for _ in range(3):  # a service that sends faster than real time
+        edge.playback.push("item", "resp", bytes(ms_to_samples(100) * 2))
+        edge._on_playback("audio")
+    assert loop.run_soon() == 1
+    assert len(handed) == 5
+    edge.playback.push("item", "resp", bytes(ms_to_samples(100) * 2))
+    edge._on_playback("audio")  # the next tick is a period away now: written at once
+    assert loop.run_soon() == 0
+    assert len(speaker.written_ms) == 2
