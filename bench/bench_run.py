@@ -262,7 +262,7 @@ def main() -> None:
     ap.add_argument("--audio-backend", choices=("pulse", "portaudio"), default="pulse")
     ap.add_argument("--uplink-batch-ms", type=int, default=100)
     ap.add_argument("--speech-batch-ms", type=int, default=40)
-    ap.add_argument("--talk-batch-ms", type=int, default=100, help="speech while nothing plays")
+    ap.add_argument("--talk-batch-ms", type=int, default=200, help="speech while nothing plays")
     ap.add_argument("--idle-batch-ms", type=int, default=200, help="quiet while nothing plays")
     ap.add_argument("--block-ms", type=int, default=20, help="mic block and tick period")
     ap.add_argument("--idle-s", type=float, default=10.0, help="listening to a quiet room")

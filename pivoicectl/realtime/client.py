@@ -380,6 +380,8 @@ class RealtimeClient:
                 self.trace.write(
                     {"type": "recv", "event": ev.trace_view(event.data, self._secrets)}, now
                 )
+            if event.type == "input_audio_buffer.speech_stopped":
+                self._pacer.turn_ended(now)
             actions = self.conversation.handle(event, now)
             for action in actions:
                 if isinstance(action, Send):

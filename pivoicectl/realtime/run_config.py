@@ -34,7 +34,7 @@ Example config file:
     uplink_batch_ms = 100       # quiet mic audio sent in batches this long (0: per block)
     uplink_speech_batch_ms = 40 # speech sent in batches this long (0: per block)
     uplink_idle_batch_ms = 200  # quiet audio while nothing plays (0: as uplink_batch_ms)
-    uplink_talk_batch_ms = 100  # speech while nothing plays (0: as uplink_speech_batch_ms)
+    uplink_talk_batch_ms = 200  # speech while nothing plays (0: as uplink_speech_batch_ms)
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ class RunSettings:
     uplink_batch_ms: int = 100
     uplink_speech_batch_ms: int = 40
     uplink_idle_batch_ms: int = 200
-    uplink_talk_batch_ms: int = 100
+    uplink_talk_batch_ms: int = 200
     barge_in: str = "server"
     barge_in_frame_ms: int = BargeInSettings.frame_ms
     barge_in_threshold: int = BargeInSettings.threshold

@@ -1105,3 +1105,27 @@ def test_speech_while_an_answer_is_under_way_goes_every_speech_batch_even_before
     )
     drive_batched(script, uplink=talk)
     assert seen == {"alone": talk.talk_batch_ms, "answer": talk.speech_batch_ms}
+
+
+def test_once_the_service_ended_the_turn_the_quiet_mic_is_read_an_idle_batch_apart_again():
+    """The rest of the 800 ms hangover is not spent reading and sending every speech
+    batch once the service said `speech_stopped`."""
+    seen: dict[str, int] = {}
+
+    async def script(h: Harness) -> None:
+        conn = await two_quiet_blocks_then_speech(h)
+        h.device.mic_level = 0
+        h.device.burst(1)
+        seen["hangover"] = h.device.relaxed_ms
+        conn.push(speech_started())
+        await h.until(lambda: h.conversation.user_speaking, "the turn's start")
+        conn.push({"type": "input_audio_buffer.speech_stopped", "item_id": "item_user"})
+        await h.until(lambda: not h.conversation.user_speaking, "the turn's end")
+        h.device.burst(1)
+        seen["ended"] = h.device.relaxed_ms
+
+    idle = UplinkSettings(
+        quiet_batch_ms=5 * BLOCK_MS, speech_batch_ms=2 * BLOCK_MS, idle_batch_ms=10 * BLOCK_MS
+    )
+    drive_batched(script, uplink=idle)
+    assert seen == {"hangover": idle.speech_batch_ms, "ended": idle.idle_batch_ms}

@@ -288,3 +288,30 @@ def test_speech_over_an_answer_goes_every_speech_batch():
 def test_uplink_settings_rejects_talk_batch_ms_out_of_range(bad):
     with pytest.raises(UserError, match=f"uplink_talk_batch_ms = {bad} is out of range"):
         UplinkSettings(talk_batch_ms=bad)
+
+
+def test_once_the_service_ended_the_turn_the_quiet_after_it_waits_in_quiet_batches():
+    pacer = batching(100, speech_batch_ms=40, idle_batch_ms=200)
+    t = 0.0
+    assert pacer.feed(sine(-20), t)  # speech starts: at once
+    t += BLOCK_S
+    for _ in range(4):  # quiet inside the hangover: every speech batch (2 blocks)
+        pacer.feed(silence(), t)
+        t += BLOCK_S
+    assert pacer.period_ms(t, playing=False) == 40
+    pacer.turn_ended(t)  # the service said speech_stopped, 100 ms into the quiet
+    assert pacer.quiet(t)
+    assert pacer.period_ms(t, playing=False) == 200
+    assert pacer.period_ms(t, playing=True) == 100
+    sent = [pacer.feed(silence(), t + i * BLOCK_S, False) for i in range(10)]
+    assert sent == [F, F, F, F, T, F, F, F, F, T]  # the quiet batch, not pairs
+    t += 10 * BLOCK_S
+    assert pacer.feed(sine(-20), t)  # talking again: speech starts, at once
+    assert pacer.period_ms(t, playing=False) == 40
+
+
+def test_a_turn_that_ended_long_ago_does_not_shorten_a_later_hangover():
+    pacer = batching(100, speech_batch_ms=40)
+    pacer.turn_ended(0.0)
+    assert pacer.feed(sine(-20), 1.0)
+    assert not pacer.quiet(1.5)  # the hangover of the new speech stands
