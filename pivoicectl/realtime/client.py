@@ -406,7 +406,7 @@ class RealtimeClient:
                 outbox = self._outbox
                 while outbox and isinstance(outbox[0], bytes):
                     parts.append(outbox.popleft())
-            await conn.send(ev.dumps(ev.input_audio_append(b"".join(parts))))
+            await conn.send(ev.input_audio_append_text(b"".join(parts)))
             self.mic_blocks_sent += len(parts)
             self.mic_messages_sent += 1
 

@@ -227,6 +227,13 @@ def input_audio_append(pcm: bytes, event_id: str | None = None) -> dict[str, Any
     return _event("input_audio_buffer.append", event_id, audio=encode_audio(pcm))
 
 
+def input_audio_append_text(pcm: bytes) -> str:
+    """`dumps(input_audio_append(pcm))`, built as text: the mic's one event sent several
+    times a second. Base64 needs no JSON escaping, so this skips json's scan of the
+    whole payload (about 40 µs of a send's 400 on the development VM)."""
+    return '{"type":"input_audio_buffer.append","audio":"' + encode_audio(pcm) + '"}'
+
+
 def input_audio_commit(event_id: str | None = None) -> dict[str, Any]:
     """`input_audio_buffer.commit`: end the user turn by hand (push-to-talk)."""
     return _event("input_audio_buffer.commit", event_id)

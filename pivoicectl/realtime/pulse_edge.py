@@ -8,14 +8,15 @@ loop timer and about 1.3 % for PortAudio's (see `libpulse`).
 
 The tick runs every `block_ms` (20 ms) or as seldom as the client allows (`relaxed_ms`:
 as seldom as the uplink sends, see `uplink`: 200 ms while the room is quiet and nothing
-plays, 100 ms in a quiet room while an answer plays or while someone talks alone, 40 ms
-while someone talks over an answer or stops talking): those blocks wait that long for
-their send anyway, and the server keeps recording meanwhile, so they arrive together
-and nothing is lost. Most of the client's CPU on a VM is the wakeups themselves, so a
-tick due within half a period when an answer's delta arrives runs in the delta's wakeup
-and the timer moves a period behind it: while an answer streams at real-time pace the
-deltas carry every tick (in the simulated room a conversation's context switches went
-from 32-34 to 28-31 a second, its CPU from 1.27-1.41 % to 1.16-1.22 %). Each block read together with others is handed over with its age, so
+plays or while someone talks alone, 100 ms in a quiet room while an answer is under
+way, 40 ms while someone talks over an answer or stops talking): those blocks wait that
+long for their send anyway, and the server keeps recording meanwhile, so they arrive
+together and nothing is lost. Most of the client's CPU on a VM is the wakeups
+themselves, so a tick due within half a period when an answer's delta arrives runs in
+the delta's wakeup and the timer moves a period behind it: while an answer streams at
+real-time pace the deltas carry every tick (in the simulated room a conversation's
+context switches went from 32-34 to 28-31 a second, its CPU from 1.27-1.41 % to
+1.16-1.22 %). Each block read together with others is handed over with its age, so
 the decisions taken on it line up with what the speaker played.
 
 The speaker side keeps enough audio in the server's buffer to outlast the wait for the

@@ -52,22 +52,22 @@ def _is_loopback(url: str) -> bool:
 
 class _WebSocketConnection:
     def __init__(self, ws: object) -> None:
-        self._ws = ws
-
-    async def send(self, text: str) -> None:
         from websockets.exceptions import ConnectionClosed
 
+        self._ws = ws
+        # Looked up once: an import statement in send/recv ran on every message.
+        self._closed = ConnectionClosed
+
+    async def send(self, text: str) -> None:
         try:
             await self._ws.send(text)  # type: ignore[attr-defined]
-        except ConnectionClosed as exc:
+        except self._closed as exc:
             raise _lost(exc) from exc
 
     async def recv(self) -> str:
-        from websockets.exceptions import ConnectionClosed
-
         try:
             message = await self._ws.recv()  # type: ignore[attr-defined]
-        except ConnectionClosed as exc:
+        except self._closed as exc:
             raise _lost(exc) from exc
         return message if isinstance(message, str) else message.decode("utf-8", "replace")
 

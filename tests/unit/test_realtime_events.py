@@ -104,6 +104,14 @@ def test_client_event_builders():
     assert json.loads(ev.dumps(append)) == append
 
 
+@pytest.mark.parametrize("n_bytes", [0, 2, 960, 4801, 9600])
+def test_the_append_built_as_text_is_the_json_of_the_event(n_bytes):
+    pcm = bytes(range(256)) * (n_bytes // 256) + bytes(range(n_bytes % 256))
+    text = ev.input_audio_append_text(pcm)
+    assert text == ev.dumps(ev.input_audio_append(pcm))
+    assert ev.decode_audio(json.loads(text)["audio"]) == pcm[: len(pcm) // 2 * 2]
+
+
 def test_event_ids_count_up():
     ids = ev.EventIds("x_")
     assert [ids.next(), ids.next()] == ["x_000001", "x_000002"]
