@@ -50,13 +50,18 @@ from pivoicectl.realtime.transport import (
 from pivoicectl.realtime.uplink import UplinkPacer, UplinkSettings
 
 TICK_S = 0.25
-"""How often the session renewal looks for an idle moment once it is due, and playback
-reports are drained when no mic block has come to do it. Reports are drained with every
-mic block; their timestamps come from the audio callback, so draining late only delays
-the bookkeeping. Every wakeup costs CPU (about 0.1 ms each on the 2-core VM that runs
-the benchmarks), which is why this is not a fast poll."""
+"""How often the session renewal looks for an idle moment once it is due. Playback
+reports are drained with every mic block; their timestamps come from the audio
+callback, so draining late only delays the bookkeeping. Every wakeup costs CPU (about
+0.1 ms each on the 2-core VM that runs the benchmarks), which is why this is not a fast
+poll, and why the mic's blocks do it in wakeups they bring anyway."""
 SLOW_TICK_S = 1.0
-"""The housekeeping tick while no renewal is due (the time limit is a timer of its own)."""
+"""The housekeeping interval while no renewal is due (the time limit is a timer of its
+own)."""
+MIC_GRACE_S = 4.0
+"""How long after housekeeping fell due the loop's own timer does it: the mic's blocks
+do it meanwhile, in wakeups they bring anyway, so the timer only matters when the audio
+stopped (and wakes every few seconds instead of every second)."""
 MIC_QUEUE_BLOCKS = 100
 """Mic blocks held while the socket is slow (2 s at 20 ms); older ones are dropped."""
 
@@ -172,6 +177,8 @@ class RealtimeClient:
         self._background: set[asyncio.Future[None]] = set()
         self._pacer = UplinkPacer(options.uplink, options.mic_block_ms)
         self.mic_messages_sent = 0
+        self._housekeeping_s = 0.0
+        """When (client clock) housekeeping is next due."""
 
     def stop(self, reason: str) -> None:
         """Ask the run to end (signal handlers, limits); safe to call repeatedly."""
@@ -454,6 +461,9 @@ class RealtimeClient:
     def _on_mic(self, pcm: bytes, age_s: float) -> None:
         """A mic block from the audio edge, on the loop, recorded `age_s` ago."""
         self._pump_reports()  # playback bookkeeping rides on the mic's wakeups
+        now = self.clock()
+        if now >= self._housekeeping_s:  # and so does housekeeping
+            self._housekeep(now)
         if self._conn is None:
             return
         if self.button is not None:
@@ -462,7 +472,6 @@ class RealtimeClient:
                 self._enqueue(pcm)
             return
         blocks: tuple[bytes, ...] = (pcm,)
-        now = self.clock()
         prompt = False  # whether the next block must be read promptly
         playing = (
             self.conversation.playback.queued_samples > 0
@@ -497,19 +506,25 @@ class RealtimeClient:
                 self.mic_path.played(report)
             self._execute(self.conversation.played(report))
 
+    def _housekeep(self, now: float) -> None:
+        """Renew the session at an idle moment once that is due: checked every `TICK_S`
+        while a renewal waits for one, else every `SLOW_TICK_S`."""
+        idle = self.conversation.is_idle(now)
+        if self._conn is not None and self._renewal.should_renew(idle):
+            self._renew.set()
+        due_in_s = self._renewal.seconds_until_due()
+        self._housekeeping_s = now + (TICK_S if due_in_s <= 0 else min(SLOW_TICK_S, due_in_s))
+
     async def _tick(self) -> None:
-        """Housekeeping: renew the session at an idle moment once that is due. Every
-        `TICK_S` while a renewal waits for one; else every `SLOW_TICK_S` (the mic's own
-        wakeups hand over the playback reports meanwhile), since on a VM each wakeup
-        costs about 0.1 ms of CPU."""
+        """Housekeeping when no mic block came to do it (`MIC_GRACE_S` after it fell
+        due): on a VM each wakeup costs about 0.1 ms of CPU, so the mic's own wakeups
+        do it while audio flows."""
         while True:
-            self._pump_reports()
             now = self.clock()
-            idle = self.conversation.is_idle(now)
-            if self._conn is not None and self._renewal.should_renew(idle):
-                self._renew.set()
-            due_in_s = self._renewal.seconds_until_due()
-            await asyncio.sleep(TICK_S if due_in_s <= 0 else min(SLOW_TICK_S, due_in_s))
+            if now >= self._housekeeping_s:
+                self._pump_reports()
+                self._housekeep(now)
+            await asyncio.sleep(self._housekeeping_s - now + MIC_GRACE_S)
 
     def _execute(self, actions: list[Action]) -> None:
         """Run actions that need no await; `Send`s outside a connection are dropped."""

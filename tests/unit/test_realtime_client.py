@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from pivoicectl.errors import UserError
+from pivoicectl.realtime import client as client_module
 from pivoicectl.realtime import events as ev
 from pivoicectl.realtime.client import TICK_S, ClientOptions, ClientResult, RealtimeClient
 from pivoicectl.realtime.conversation import Conversation, PlayReport
@@ -1129,3 +1130,24 @@ def test_once_the_service_ended_the_turn_the_quiet_mic_is_read_an_idle_batch_apa
     )
     drive_batched(script, uplink=idle)
     assert seen == {"hangover": idle.speech_batch_ms, "ended": idle.idle_batch_ms}
+
+
+def test_without_mic_blocks_the_loop_timer_still_renews_a_grace_later(monkeypatch):
+    """Housekeeping rides on the mic's wakeups; when the audio stopped, the client's own
+    timer does it `MIC_GRACE_S` after it fell due."""
+    monkeypatch.setattr(client_module, "MIC_GRACE_S", 0.4)
+    renewal = RenewalPolicy(renew_after_s=0.3, session_limit_s=5.0, force_before_limit_s=0.5)
+    marks: dict[str, float] = {}
+
+    async def script(h: Harness) -> None:
+        first = await h.connected()
+        marks["opened_s"] = first.opened_s
+        second = await h.connected(2, timeout_s=3.0)
+        marks["renewed_s"] = second.opened_s
+
+    result, h = drive(script, connector=FakeConnector(greet=True), renewal=renewal, autofeed=False)
+    assert h.device.produced == []  # not one mic block
+    waited = marks["renewed_s"] - marks["opened_s"]
+    # Due at 0.3 s; the timer's check comes up to a tick plus the grace after that.
+    assert 0.3 < waited <= 0.3 + client_module.SLOW_TICK_S + 0.4 + 0.2, waited
+    assert result.renewals == 1
