@@ -1077,12 +1077,14 @@ def test_device_side_decisions_see_each_block_at_the_time_it_was_recorded():
     assert ages == pytest.approx([0.080, 0.060, 0.040, 0.020, 0.0], abs=0.002)
 
 
+IDLE_BATCHED = UplinkSettings(
+    quiet_batch_ms=5 * BLOCK_MS, speech_batch_ms=2 * BLOCK_MS, idle_batch_ms=10 * BLOCK_MS
+)
+
+
 def test_the_mic_is_read_an_idle_batch_apart_only_while_nothing_plays():
-    idle = UplinkSettings(
-        quiet_batch_ms=5 * BLOCK_MS, speech_batch_ms=2 * BLOCK_MS, idle_batch_ms=10 * BLOCK_MS
-    )
-    relaxed = relaxed_before_and_while_an_answer_plays(idle)
-    assert relaxed == (idle.idle_batch_ms, idle.quiet_batch_ms)
+    relaxed = relaxed_before_and_while_an_answer_plays(IDLE_BATCHED)
+    assert relaxed == (IDLE_BATCHED.idle_batch_ms, IDLE_BATCHED.quiet_batch_ms)
 
 
 def test_speech_while_an_answer_is_under_way_goes_every_speech_batch_even_before_its_audio():
@@ -1125,11 +1127,8 @@ def test_once_the_service_ended_the_turn_the_quiet_mic_is_read_an_idle_batch_apa
         h.device.burst(1)
         seen["ended"] = h.device.relaxed_ms
 
-    idle = UplinkSettings(
-        quiet_batch_ms=5 * BLOCK_MS, speech_batch_ms=2 * BLOCK_MS, idle_batch_ms=10 * BLOCK_MS
-    )
-    drive_batched(script, uplink=idle)
-    assert seen == {"hangover": idle.speech_batch_ms, "ended": idle.idle_batch_ms}
+    drive_batched(script, uplink=IDLE_BATCHED)
+    assert seen == {"hangover": 2 * BLOCK_MS, "ended": IDLE_BATCHED.idle_batch_ms}
 
 
 def test_without_mic_blocks_the_loop_timer_still_renews_a_grace_later(monkeypatch):
