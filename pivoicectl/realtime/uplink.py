@@ -30,11 +30,13 @@ turn sooner hears it up to a talk batch late). Speech over an answer, a barge-in
 always goes every speech batch. Once the service says the turn ended
 (`speech_stopped`), the rest of the hangover goes in quiet batches again.
 
-Measured in the simulated room (`bench/bench_run.py`, alternating runs, medians): voice
-to voice at the speaker 545-570 ms with 200 ms talk batches against 552-555 ms with
-100 ms, for 0.96-1.06 % of a core against 1.13-1.18 %; with 40 ms batches throughout
-it was 540-561 ms; 100 ms batches throughout cost 566 ms against 545 ms in the same
-hour.
+Measured in the simulated room (`bench/bench_run.py`, alternating runs, medians): 200 ms
+talk batches take 0.91-1.00 % of a core against 1.04-1.16 % with 100 ms. Voice to voice
+at the speaker was 562-573 ms against 544-554 ms in one series of 4 pairs, but 547-563
+ms in later runs, and 544-547 ms against 553-563 ms on a version without `turn_ended`
+and without the edge's ticks riding on deltas: a cost of 200 ms talk batches, if any, is
+under the bench's noise. With 40 ms batches throughout it was 540-561 ms; 100 ms batches
+throughout cost 566 ms against 545 ms in the same hour.
 """
 
 from __future__ import annotations
