@@ -75,7 +75,7 @@ def test_a_server_that_holds_more_than_the_count_wins():
 
 def test_a_flush_empties_the_count_and_the_speaker_is_silent_from_then_on():
     edge, speaker = _edge(1000)
-    edge._context = type("Ctx", (), {"pump": lambda self: None})()
+    edge._context = FakeContext()
     edge._top_up(time.monotonic())  # the flush listener reads the real clock
     edge.playback.interrupt()  # what a barge-in calls: flush listener
     edge._on_playback("flush")
@@ -102,18 +102,44 @@ def test_the_tick_follows_what_the_client_allows_and_the_lead_covers_it():
     assert speaker.written_ms == pytest.approx([200, 20], abs=0.1)
 
 
-class FakeLoop:
-    """Records when the edge schedules its ticks."""
+class ClockLoop:
+    """A loop whose clock the test sets; runs nothing by itself."""
 
-    def __init__(self) -> None:
-        self.calls: list[float] = []
+    class Handle:
+        def __init__(self, at_s: float | None, callback, args) -> None:
+            self.at_s, self.callback, self.args = at_s, callback, args
+            self.cancelled = self.ran = False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    def __init__(self, now_s: float) -> None:
+        self.now_s = now_s
+        self.handles: list[ClockLoop.Handle] = []
 
     def time(self) -> float:
-        return time.monotonic()
+        return self.now_s
 
-    def call_at(self, at_s: float, *args: object) -> object:
-        self.calls.append(at_s)
-        return type("Handle", (), {"cancel": lambda self: None})()
+    def call_at(self, at_s: float, callback, *args) -> Handle:
+        self.handles.append(self.Handle(at_s, callback, args))
+        return self.handles[-1]
+
+    def call_soon(self, callback, *args) -> Handle:
+        self.handles.append(self.Handle(None, callback, args))
+        return self.handles[-1]
+
+    def pending(self) -> list[Handle]:
+        return [h for h in self.handles if not h.cancelled and not h.ran]
+
+    def run_soon(self) -> int:
+        """Run the call_soon callbacks pending (one pass of the loop)."""
+        ran = 0
+        for h in list(self.handles):
+            if h.at_s is None and not h.cancelled and not h.ran:
+                h.ran = True
+                h.callback(*h.args)
+                ran += 1
+        return ran
 
 
 class FakeContext:
@@ -132,17 +158,17 @@ class FakeMicStream:
 
 
 def test_an_answer_that_starts_between_slow_ticks_is_written_at_once_to_outlast_the_wait():
-    Loop = FakeLoop
     edge, speaker = _edge(0)
-    edge._context = type("Ctx", (), {"pump": lambda self: None})()
-    loop = Loop()
+    edge._context = FakeContext()
     now = time.monotonic()
+    loop = ClockLoop(now)
+    edge._loop = loop
     edge.relaxed_ms = 100
-    edge._schedule(loop, now + 0.100)  # a slow tick pending
+    edge._schedule(loop, now + 0.100)  # a slow tick pending, not due within half of it
     edge.playback.push("item", "resp", bytes(ms_to_samples(300) * 2))
     edge._on_playback("audio")
     assert speaker.written_ms == pytest.approx([200], abs=0.1)
-    assert loop.calls == [now + 0.100]  # the tick stays where it was
+    assert [h.at_s for h in loop.pending()] == [now + 0.100]  # the tick stays where it was
 
 
 def test_blocks_read_together_are_handed_over_with_their_age():
@@ -169,15 +195,16 @@ def test_a_tick_that_slows_down_while_audio_waits_comes_back_before_the_lead_run
         edge.relaxed_ms = 100
 
     edge._mic = quiet_now
-    loop = FakeLoop()
     now = time.monotonic()
+    loop = ClockLoop(now)
     edge._on_timer(loop, now)
     assert speaker.written_ms == pytest.approx([80], abs=0.1)
     assert edge.relaxed_ms == 100
     # Not 100 ms on (the server would run dry 20 ms before it), but a margin before the
     # 80 ms run out; that tick tops up to the 100 ms tick's lead.
-    assert loop.calls[-1] <= edge._drain_s - 0.040 + 1e-9
-    assert loop.calls[-1] < now + 0.05
+    (tick,) = loop.pending()
+    assert tick.at_s <= edge._drain_s - 0.040 + 1e-9
+    assert tick.at_s < now + 0.05
 
 
 def test_running_dry_between_answers_or_late_deltas_is_no_underrun_of_ours():
@@ -190,46 +217,6 @@ def test_running_dry_between_answers_or_late_deltas_is_no_underrun_of_ours():
     edge._top_up(100.500)  # the server ran dry long ago, but nothing was waiting here
     assert edge.output_starts == 2
     assert edge.underflows == 0
-
-
-class ClockLoop:
-    """A loop whose clock the test sets; runs nothing by itself."""
-
-    class Handle:
-        def __init__(self, at_s: float | None, callback, args) -> None:
-            self.at_s, self.callback, self.args = at_s, callback, args
-            self.cancelled = False
-
-        def cancel(self) -> None:
-            self.cancelled = True
-
-    def __init__(self, now_s: float) -> None:
-        self.now_s = now_s
-        self.handles: list[ClockLoop.Handle] = []
-
-    def time(self) -> float:
-        return self.now_s
-
-    def call_at(self, at_s: float, callback, *args) -> Handle:
-        self.handles.append(self.Handle(at_s, callback, args))
-        return self.handles[-1]
-
-    def call_soon(self, callback, *args) -> Handle:
-        self.handles.append(self.Handle(None, callback, args))
-        return self.handles[-1]
-
-    def pending(self) -> list[Handle]:
-        return [h for h in self.handles if not h.cancelled and not getattr(h, "ran", False)]
-
-    def run_soon(self) -> int:
-        """Run the call_soon callbacks pending (one pass of the loop)."""
-        ran = 0
-        for h in list(self.handles):
-            if h.at_s is None and not h.cancelled and not getattr(h, "ran", False):
-                h.ran = True
-                h.callback(*h.args)
-                ran += 1
-        return ran
 
 
 def _riding_edge(loop: ClockLoop) -> tuple[PulseAudioEdge, FakeSpeaker, list[float]]:
