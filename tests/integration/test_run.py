@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pivoicectl.dsp.levels import frame_levels_dbfs
 from pivoicectl.realtime.trace import read_trace
 from pivoicectl.wavfile import write_wav
 from tests.conftest import run_cli
@@ -44,9 +45,7 @@ def voiced_wav(path: Path, seconds: float, f0: float = 140.0, level: float = 0.2
 
 def loud_frames(x: np.ndarray, threshold_dbfs: float = -45.0, frame_ms: float = 2.0):
     """Per `frame_ms` frame: is it above the threshold?"""
-    n = int(RATE * frame_ms / 1000)
-    frames = x[: len(x) // n * n].reshape(-1, n).astype(np.float64)
-    return 10 * np.log10(np.mean(frames**2, axis=1) + 1e-20) > threshold_dbfs
+    return frame_levels_dbfs(x, int(RATE * frame_ms / 1000)) > threshold_dbfs
 
 
 def heard_and_gaps_ms(x: np.ndarray, segment: tuple[float, float], frame_ms: float = 2.0):
