@@ -342,10 +342,11 @@ def main() -> None:
 
     records = [json.loads(line) for line in (tmp / "trace.jsonl").read_text().splitlines()]
     interruptions = [r for r in records if r["type"] == "interruption"]
-    segments = [(t0 + a, t0 + b) for a, b in loud_segments(audio)]
+    heard = loud_segments(audio)  # seconds into the recording
+    segments = [(t0 + a, t0 + b) for a, b in heard]
     # Silence inside what the speaker played (the chime and the answers): where it ran
     # dry, whatever the underrun counter (whose notices come late) says.
-    gaps_ms = sum(heard_and_gaps_ms(audio, s)[1] for s in loud_segments(audio))
+    gaps_ms = sum(heard_and_gaps_ms(audio, s)[1] for s in heard)
     speaker_ms = []
     for r in interruptions:
         # The answer that was playing when speech_started arrived: its segment ends after.
