@@ -23,6 +23,10 @@ NOT_RUNNING_HINT = (
     "start it with `systemctl --user start pipewire pipewire-pulse wireplumber`, "
     "or try the simulated room: `eval $(pivoicectl sim up)`"
 )
+SESSION_MANAGER_HINT = (
+    "check `systemctl --user status wireplumber` (start it with "
+    "`systemctl --user start wireplumber`)"
+)
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,14 @@ class AudioServer:
                 ) from e
             try:
                 yield cls(pulse, address)
-            except pulsectl.PulseError as e:
+            except pulsectl.PulseOperationFailed as e:
+                # It answers, and says no: not a server that is down.
+                raise UserError(
+                    f"the audio server refused a request ({e})",
+                    "is the session manager running? see `pivoicectl doctor`",
+                    exit_code=1,
+                ) from e
+            except (pulsectl.PulseError, pulsectl.PulseDisconnected) as e:
                 raise UserError(
                     f"the audio server stopped answering ({e})", NOT_RUNNING_HINT
                 ) from e
@@ -225,14 +236,26 @@ class AudioServer:
         )
 
     def _set_default(self, kind: str, name: str, timeout_s: float) -> None:
+        import pulsectl
+
         objs = self._pulse.source_list() if kind == "source" else self._pulse.sink_list()
         obj = next((o for o in objs if o.name == name), None)
         if obj is None:
             raise UserError(f"no {kind} named {name!r}", "list them with `pivoicectl devices`")
-        if kind == "source":
-            self._pulse.source_default_set(obj)
-        else:
-            self._pulse.sink_default_set(obj)
+        try:
+            if kind == "source":
+                self._pulse.source_default_set(obj)
+            else:
+                self._pulse.sink_default_set(obj)
+        except pulsectl.PulseOperationFailed as e:
+            # pipewire-pulse says "Not supported" while no session manager has made the
+            # "default" metadata: before WirePlumber runs, or in its first moments.
+            raise UserError(
+                f"the audio server refused to set the default {kind} to {name!r}: the "
+                "session manager (WirePlumber) is not running or not ready",
+                SESSION_MANAGER_HINT,
+                exit_code=1,
+            ) from e
 
         def current() -> str:
             info = self.info()

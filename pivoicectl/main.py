@@ -190,17 +190,27 @@ def sim_up(
     reverb_db: Annotated[
         float, typer.Option(help="Reverb energy relative to the direct path, dB.", min=-60, max=20)
     ] = -15.0,
+    wireplumber_delay: Annotated[
+        float,
+        typer.Option(
+            help="Start WirePlumber this many seconds after PipeWire at every (re)start, "
+            "as on a slow boot.",
+            min=0,
+            max=10,
+        ),
+    ] = 0.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Start a simulated room and print the environment that points commands at it.
 
-    Example:  eval "$(pivoicectl sim up)"  then  pivoicectl setup
+    Examples:  eval "$(pivoicectl sim up)"  then  pivoicectl setup
+               eval "$(pivoicectl sim up --wireplumber-delay 1.5)"   (a slow Pi's boot)
     """
     from pivoicectl.commands import sim as cmd
     from pivoicectl.sim.room import RoomSettings
 
     room = RoomSettings(delay_ms=delay_ms, gain=gain, rt60_s=rt60, reverb_db=reverb_db)
-    cmd.render_env(cmd.up(sim_dir, room), json_out)
+    cmd.render_env(cmd.up(sim_dir, room, wireplumber_delay), json_out)
 
 
 @sim_app.command("down")

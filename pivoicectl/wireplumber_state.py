@@ -4,6 +4,10 @@ Setting a default through the Pulse protocol writes the metadata key
 `default.configured.audio.source`; WirePlumber 0.4 and 0.5 both save it in
 `$XDG_STATE_HOME/wireplumber/default-nodes` (an ini-like file) and restore it when a
 node of that name appears. Reading that file is how we prove a reboot keeps the choice.
+
+WirePlumber 0.5 also keeps the names configured before, newest first, as
+`default.configured.audio.source.0`, `.1`, ... (it falls back to them when the
+configured node is missing); `setup --undo` puts that whole list back.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pivoicectl.polling import wait_until
 
 SOURCE_KEY = "default.configured.audio.source"
 SINK_KEY = "default.configured.audio.sink"
+CONFIGURED_KEYS = (SOURCE_KEY, SINK_KEY)
 
 
 def parse_default_nodes(text: str) -> dict[str, str]:
@@ -31,6 +36,26 @@ def persisted_defaults() -> dict[str, str]:
         return parse_default_nodes(paths.wireplumber_default_nodes().read_text())
     except OSError:
         return {}
+
+
+def saved_stack(saved: dict[str, str], key: str) -> list[str]:
+    """The names saved under `key`, newest first: `key`, then `key.0`, `key.1`, ..."""
+    out: list[str] = []
+    name = key
+    while name in saved:
+        out.append(saved[name])
+        name = f"{key}.{len(out) - 1}"
+    return out
+
+
+def configured(saved: dict[str, str]) -> dict[str, list[str]]:
+    """The saved stacks of the configured default source and sink."""
+    return {key: saved_stack(saved, key) for key in CONFIGURED_KEYS}
+
+
+def wait_configured(want: dict[str, list[str]], timeout_s: float = 5.0) -> bool:
+    """Wait until WirePlumber has saved exactly the stacks in `want`."""
+    return wait_until(lambda: configured(persisted_defaults()) == want, timeout_s, 0.1)
 
 
 def wait_persisted(key: str, value: str, timeout_s: float = 5.0) -> bool:

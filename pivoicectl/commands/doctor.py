@@ -15,12 +15,15 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from pivoicectl import last_measure, paths, restart, wireplumber_state
+from pivoicectl import last_measure, paths, restart, session_manager, wireplumber_state
 from pivoicectl import render as output
 from pivoicectl.audio_server import AudioServer
 from pivoicectl.doctor_rules import FAIL, PASS, SAFE_FIXES, SKIP, WARN, Check, Facts, evaluate
 from pivoicectl.echo_config import EC_CAPTURE_STREAM, SINK_NAME, SOURCE_NAME
 from pivoicectl.errors import UserError
+
+FIX_TIMEOUT_S = 10.0
+"""How long `--fix` waits for source_ec and WirePlumber, e.g. just after a restart."""
 
 
 @dataclass
@@ -134,6 +137,11 @@ def _apply_fixes(checks: list[Check]) -> list[str]:
     fixed: list[str] = []
     if not failing:
         return fixed
+    wanted = [(SOURCE_NAME, "source")] if failing & {"default-source", "default-persisted"} else []
+    if "default-sink" in failing:
+        wanted.append((SINK_NAME, "sink"))
+    # Right after a restart WirePlumber may not take (or save) a default yet.
+    session_manager.wait_ready(wanted, FIX_TIMEOUT_S)
     with AudioServer.connect() as server:
         if failing & {"default-source", "default-persisted"}:
             server.set_default_source(SOURCE_NAME)

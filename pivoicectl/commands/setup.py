@@ -10,18 +10,25 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pivoicectl import echo_config, fileops, paths, restart, versions, wireplumber_state
+from pivoicectl import (
+    echo_config,
+    fileops,
+    paths,
+    pw_metadata,
+    restart,
+    session_manager,
+    versions,
+    wireplumber_state,
+)
 from pivoicectl import render as output
 from pivoicectl.audio_server import AudioServer, Node, ServerInfo
 from pivoicectl.echo_config import SINK_NAME, SOURCE_NAME, EchoConfig
 from pivoicectl.errors import UserError
-from pivoicectl.polling import wait_until
 
 
 @dataclass(frozen=True)
@@ -145,16 +152,6 @@ def _status(progress: bool, text: str) -> AbstractContextManager[Any]:
     return output.err().status(text) if progress else nullcontext()
 
 
-def _wait_until(check: Callable[[], bool], timeout_s: float) -> bool:
-    def tolerant() -> bool:
-        try:
-            return check()
-        except UserError:
-            return False  # the server is restarting
-
-    return wait_until(tolerant, timeout_s, interval_s=0.1)
-
-
 def _node_exists(name: str, kind: str) -> bool:
     with AudioServer.connect(timeout_s=1.0) as s:
         return s.find(name, kind) is not None
@@ -181,15 +178,14 @@ def _restart(result: SetupResult, opts: SetupOptions, progress: bool) -> bool:
     return True
 
 
-def _wait_for(name: str, kind: str, timeout_s: float, progress: bool) -> None:
-    with _status(progress, f"waiting for {name} to appear …"):
-        ok = _wait_until(lambda: _node_exists(name, kind), timeout_s)
-    if not ok:
-        raise UserError(
-            f"{name} did not appear within {timeout_s:.0f} s after the restart",
-            "see `pivoicectl doctor`; a pinned device that is missing makes the "
-            "echo-cancel module unload itself",
-            exit_code=1,
+def _wait_ready(
+    nodes: list[tuple[str, str]], opts: SetupOptions, restarted: bool, progress: bool
+) -> None:
+    """Wait for the nodes and for WirePlumber, which can start later than pipewire-pulse."""
+    what = " and ".join([name for name, _ in nodes] + ["WirePlumber"])
+    with _status(progress, f"waiting for {what} …"):
+        session_manager.wait_ready(
+            nodes, opts.timeout_s, "after the restart" if restarted else "of starting setup"
         )
 
 
@@ -263,14 +259,18 @@ def setup(opts: SetupOptions, progress: bool = True) -> SetupResult:
             result.notes.append("nothing to change: already set up")
         return result
 
+    first_setup = False
     if write or set_source or set_sink:
-        _record_undo(conf_path, old_bytes, info, new_bytes)
+        first_setup = _record_undo(conf_path, old_bytes, info, saved, new_bytes)
+        if not first_setup:
+            result.notes.append("--undo still puts back what was there before the first setup")
 
     if write:
         if old_bytes is not None:
             result.backup_path = str(fileops.backup(conf_path, paths.backup_dir()))
             result.actions.append(f"backed up the previous config to {result.backup_path}")
-            _update_undo(backup_path=result.backup_path)
+            if first_setup:
+                _update_undo(backup_path=result.backup_path)
         fileops.atomic_write(conf_path, new_bytes)
         result.actions.append(f"wrote {conf_path} ({result.template})")
 
@@ -280,10 +280,8 @@ def setup(opts: SetupOptions, progress: bool = True) -> SetupResult:
             result.complete = False
             result.changed = bool(result.actions)
             return result
-    if need_restart:
-        _wait_for(SOURCE_NAME, "source", opts.timeout_s, progress)
-        if cfg.uses_sink:
-            _wait_for(SINK_NAME, "sink", opts.timeout_s, progress)
+    needed = [(SOURCE_NAME, "source")] + ([(SINK_NAME, "sink")] if cfg.uses_sink else [])
+    _wait_ready(needed, opts, need_restart, progress)
 
     with AudioServer.connect() as server:
         info_now = server.info()
@@ -330,9 +328,20 @@ def setup(opts: SetupOptions, progress: bool = True) -> SetupResult:
 # ----------------------------------------------------------------------------- undo record
 
 
-def _record_undo(conf_path: Path, old_bytes: bytes | None, info: ServerInfo, new: bytes) -> None:
+def _record_undo(
+    conf_path: Path, old_bytes: bytes | None, info: ServerInfo, saved: dict[str, str], new: bytes
+) -> bool:
+    """Record the state before the first setup; True if this is that first setup.
+
+    A later setup only notes what it writes now: the record keeps what was there
+    before the first one (file, defaults, WirePlumber's saved defaults), so a second
+    setup cannot make `--undo` put back source_ec.
+    """
+    if paths.setup_undo_file().exists():
+        _update_undo(written_sha256=fileops.sha256(new))
+        return False
     record = {
-        "version": 1,
+        "version": 2,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "config_path": str(conf_path),
         "had_file": old_bytes is not None,
@@ -342,8 +351,10 @@ def _record_undo(conf_path: Path, old_bytes: bytes | None, info: ServerInfo, new
         "created_dirs": [str(p) for p in fileops.missing_parents(conf_path)],
         "previous_default_source": info.default_source,
         "previous_default_sink": info.default_sink,
+        "previous_saved_defaults": wireplumber_state.configured(saved),
     }
     fileops.atomic_write(paths.setup_undo_file(), json.dumps(record, indent=2).encode())
+    return True
 
 
 def _update_undo(**changes: Any) -> None:
@@ -369,6 +380,62 @@ def _load_undo() -> dict[str, Any]:
 # ----------------------------------------------------------------------------- undo
 
 
+def _describe_stack(names: list[str]) -> str:
+    return ", then ".join(names) if names else "nothing"
+
+
+def _restore_saved(want: dict[str, list[str]], result: SetupResult) -> None:
+    """Put WirePlumber's saved defaults back as they were before the first setup.
+
+    Deleting a configured key makes WirePlumber forget its whole list of earlier
+    choices; writing the old names back oldest first rebuilds that list in order. This
+    goes through the metadata, not the Pulse protocol, because earlier names may
+    belong to devices that are unplugged now.
+    """
+    now = wireplumber_state.configured(wireplumber_state.persisted_defaults())
+    for key, names in want.items():
+        if now.get(key) == names:
+            continue
+        pw_metadata.delete("default", key)
+        for name in reversed(names):
+            pw_metadata.write("default", key, json.dumps({"name": name}), "Spa:String:JSON")
+        kind = key.rsplit(".", 1)[-1]
+        result.actions.append(
+            f"put back WirePlumber's saved default {kind}: {_describe_stack(names)}"
+        )
+    result.persisted = wireplumber_state.wait_configured(want)
+    if not result.persisted:
+        result.notes.append(
+            f"WirePlumber did not save the previous defaults in "
+            f"{paths.wireplumber_default_nodes()}: is WirePlumber running?"
+        )
+
+
+def _restore_defaults_v1(record: dict[str, Any], result: SetupResult) -> None:
+    """Undo records written before WirePlumber's saved state was kept: set the
+    previous default source and sink again."""
+    prev_source = record.get("previous_default_source") or ""
+    prev_sink = record.get("previous_default_sink") or ""
+    with AudioServer.connect() as server:
+        now = server.info()
+        if prev_source and now.default_source != prev_source:
+            if server.find(prev_source, "source"):
+                server.set_default_source(prev_source)
+                result.actions.append(f"set the default source back to {prev_source}")
+            else:
+                result.notes.append(f"the previous default source {prev_source} is gone")
+        if prev_sink and now.default_sink != prev_sink:
+            if server.find(prev_sink, "sink"):
+                server.set_default_sink(prev_sink)
+                result.actions.append(f"set the default sink back to {prev_sink}")
+            else:
+                result.notes.append(f"the previous default sink {prev_sink} is gone")
+    if prev_source:
+        result.persisted = wireplumber_state.wait_persisted(
+            wireplumber_state.SOURCE_KEY, prev_source
+        )
+
+
 def undo(opts: SetupOptions, progress: bool = True) -> SetupResult:
     record = _load_undo()
     conf_path = Path(record["config_path"])
@@ -376,10 +443,7 @@ def undo(opts: SetupOptions, progress: bool = True) -> SetupResult:
     result = SetupResult(
         operation="undo", changed=False, dry_run=opts.dry_run, config_path=str(conf_path)
     )
-    with AudioServer.connect() as server:
-        info = server.info()
-    prev_source = record.get("previous_default_source") or ""
-    prev_sink = record.get("previous_default_sink") or ""
+    saved_before: dict[str, list[str]] | None = record.get("previous_saved_defaults")
     backup_path = record.get("backup_path")
     user_edited = current is not None and fileops.sha256(current) != record["written_sha256"]
 
@@ -391,10 +455,14 @@ def undo(opts: SetupOptions, progress: bool = True) -> SetupResult:
     for d in reversed(record.get("created_dirs", [])):
         steps.append(f"remove the empty directory {d}")
     steps.append(restart.plan().describe() if opts.restart else "skip the restart (--no-restart)")
-    if prev_source and prev_source != info.default_source:
-        steps.append(f"set the default source back to {prev_source}")
-    if prev_sink and prev_sink != info.default_sink:
-        steps.append(f"set the default sink back to {prev_sink}")
+    if saved_before is not None:
+        for key, names in saved_before.items():
+            kind = key.rsplit(".", 1)[-1]
+            steps.append(f"put back WirePlumber's saved default {kind}: {_describe_stack(names)}")
+    else:
+        for kind in ("source", "sink"):
+            if record.get(f"previous_default_{kind}"):
+                steps.append(f"set the default {kind} back to {record[f'previous_default_{kind}']}")
     if opts.dry_run:
         result.actions = steps
         result.changed = True
@@ -417,30 +485,15 @@ def undo(opts: SetupOptions, progress: bool = True) -> SetupResult:
             pass  # not empty: something else lives there now
 
     restarted = _restart(result, opts, progress)
-    if restarted and prev_source:
-        _wait_for(prev_source, "source", opts.timeout_s, progress)
+    _wait_ready([], opts, restarted, progress)
+    if saved_before is not None:
+        _restore_saved(saved_before, result)
+    else:
+        _restore_defaults_v1(record, result)
     with AudioServer.connect() as server:
-        now = server.info()
-        saved = wireplumber_state.persisted_defaults().get(wireplumber_state.SOURCE_KEY)
-        if prev_source and (now.default_source != prev_source or saved != prev_source):
-            if server.find(prev_source, "source"):
-                server.set_default_source(prev_source)
-                result.actions.append(f"set the default source back to {prev_source}")
-            else:
-                result.notes.append(f"the previous default source {prev_source} is gone")
-        if prev_sink and now.default_sink != prev_sink:
-            if server.find(prev_sink, "sink"):
-                server.set_default_sink(prev_sink)
-                result.actions.append(f"set the default sink back to {prev_sink}")
-            else:
-                result.notes.append(f"the previous default sink {prev_sink} is gone")
         final = server.info()
     result.default_source = final.default_source
     result.default_sink = final.default_sink
-    if prev_source:
-        result.persisted = wireplumber_state.wait_persisted(
-            wireplumber_state.SOURCE_KEY, prev_source
-        )
     paths.setup_undo_file().unlink()
     result.changed = True
     return result

@@ -37,14 +37,16 @@ class SimStatus:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def up(sim_dir: Path | None, room: roomlib.RoomSettings) -> SimEnv:
+def up(
+    sim_dir: Path | None, room: roomlib.RoomSettings, wireplumber_delay_s: float = 0.0
+) -> SimEnv:
     try:
         room.validate()
     except ValueError as e:
         raise UserError(f"bad room setting: {e}", "see `pivoicectl sim up --help`") from e
     paths = _paths(sim_dir)
     with render.err().status(f"starting the simulated room in {paths.root} …"):
-        instance.up(paths, room)
+        instance.up(paths, room, wireplumber_delay_s=wireplumber_delay_s)
     render.err().print(
         f"[green]simulated room up[/] in {paths.root}: delay {room.delay_ms} ms, "
         f"gain {room.gain}, rt60 {room.rt60_s} s "

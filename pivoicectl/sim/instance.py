@@ -121,17 +121,28 @@ def missing_binaries() -> list[str]:
     return [pkg for exe, pkg in REQUIRED_BINARIES.items() if shutil.which(exe) is None]
 
 
-def _alive(pid: int, name: str) -> bool:
-    """True if `pid` runs and is still the program we started (pids get reused)."""
+def start_time(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot), or None if it is gone or a zombie.
+
+    A pid and its start time name one process for good: pids get reused, and the
+    command line is no proof of identity (under an emulator such as qemu-user it starts
+    with the interpreter, and a delayed start execs its program later).
+    """
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except (OSError, UnicodeDecodeError):
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # the name in (...) may hold spaces
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def _alive(pid: int | None, start: int | None) -> bool:
+    """True if the process we started as `pid` at `start` still runs."""
+    if not pid or start is None:
         return False
-    # zombie processes ("Z") are not running
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-        return False
-    return os.path.basename(cmdline) == name
+    return start_time(pid) == start
 
 
 def read_instance(paths: SimPaths) -> dict:
@@ -148,8 +159,9 @@ def _write_instance(paths: SimPaths, data: dict) -> None:
 
 
 def running_daemons(paths: SimPaths) -> dict[str, bool]:
-    pids = read_instance(paths).get("pids", {})
-    return {name: bool(pids.get(name)) and _alive(pids[name], name) for name in DAEMONS}
+    data = read_instance(paths)
+    pids, starts = data.get("pids", {}), data.get("starts", {})
+    return {name: _alive(pids.get(name), starts.get(name)) for name in DAEMONS}
 
 
 def _wait(predicate: Callable[[], bool], timeout_s: float, what: str, paths: SimPaths) -> None:
@@ -162,7 +174,7 @@ def _wait(predicate: Callable[[], bool], timeout_s: float, what: str, paths: Sim
     )
 
 
-def _spawn(paths: SimPaths, name: str, args: list[str]) -> int:
+def _spawn(paths: SimPaths, name: str, args: list[str]) -> tuple[int, int | None]:
     log = open(paths.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     try:
         proc = subprocess.Popen(
@@ -176,7 +188,7 @@ def _spawn(paths: SimPaths, name: str, args: list[str]) -> int:
         )
     finally:
         log.close()
-    return proc.pid
+    return proc.pid, start_time(proc.pid)
 
 
 def _start_dbus(paths: SimPaths) -> int:
@@ -223,48 +235,63 @@ def _room_ready(paths: SimPaths) -> bool:
         return False
 
 
-def start_daemons(paths: SimPaths, timeout_s: float = 20.0) -> dict[str, int]:
-    """Start pipewire, then wireplumber and pipewire-pulse; wait until the room is linked."""
-    pids = {"pipewire": _spawn(paths, "pipewire", ["pipewire"])}
-    _wait(paths.pipewire_socket.exists, timeout_s, "no PipeWire socket", paths)
-    pids["wireplumber"] = _spawn(paths, "wireplumber", ["wireplumber"])
-    pids["pipewire-pulse"] = _spawn(paths, "pipewire-pulse", ["pipewire-pulse"])
+_LATE_START = (
+    "import os, sys, time; time.sleep(float(sys.argv[1])); os.execvp(sys.argv[2], sys.argv[2:])"
+)
+"""Runs a program after a delay in the same process (so its pid and start time stay)."""
+
+
+def start_daemons(
+    paths: SimPaths, timeout_s: float = 20.0, wait_linked: bool = True
+) -> dict[str, int]:
+    """Start pipewire, then wireplumber and pipewire-pulse.
+
+    Returns once their sockets answer, as `systemctl --user restart` does on a Pi (where
+    systemd holds the sockets), or with `wait_linked` once WirePlumber has also linked
+    the room. WirePlumber starts `wireplumber_delay_s` late when the room asks for it, as
+    on a slow boot, where pipewire-pulse answers before any session manager runs.
+    """
     data = read_instance(paths)
-    data["pids"] = pids
+    delay_s = float(data.get("wireplumber_delay_s", 0.0))
+    wireplumber = ["wireplumber"]
+    if delay_s > 0:
+        wireplumber = [sys.executable, "-c", _LATE_START, str(delay_s), "wireplumber"]
+    procs = {"pipewire": _spawn(paths, "pipewire", ["pipewire"])}
+    _wait(paths.pipewire_socket.exists, timeout_s, "no PipeWire socket", paths)
+    procs["wireplumber"] = _spawn(paths, "wireplumber", wireplumber)
+    procs["pipewire-pulse"] = _spawn(paths, "pipewire-pulse", ["pipewire-pulse"])
+    data["pids"] = {name: pid for name, (pid, _) in procs.items()}
+    data["starts"] = {name: start for name, (_, start) in procs.items()}
     _write_instance(paths, data)
     _wait(paths.pulse_socket.exists, timeout_s, "no pipewire-pulse socket", paths)
-    _wait(lambda: _room_ready(paths), timeout_s, "WirePlumber did not link the room", paths)
     _force_quantum(paths)
-    return pids
+    if wait_linked:
+        _wait(
+            lambda: _room_ready(paths),
+            timeout_s + delay_s,
+            "WirePlumber did not link the room",
+            paths,
+        )
+    return data["pids"]
 
 
 def _force_quantum(paths: SimPaths) -> None:
     """Pin the graph period at run time (see room.QUANTUM for why not in the config)."""
-    env = {**_daemon_env(paths), "PIPEWIRE_RUNTIME_DIR": str(paths.run)}
-    out = subprocess.run(
-        ["pw-metadata", "-n", "settings", "0", "clock.force-quantum", str(roomlib.QUANTUM)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
+    from pivoicectl import pw_metadata
+
+    pw_metadata.write(
+        "settings", "clock.force-quantum", str(roomlib.QUANTUM), env=environment(paths)
     )
-    if out.returncode != 0:
-        raise UserError(
-            f"could not pin the room's graph period: {out.stderr.strip()[:200]}",
-            "is pipewire-bin (pw-metadata) installed?",
-            exit_code=1,
-        )
 
 
-def _terminate(pid: int, name: str, timeout_s: float = 5.0) -> None:
-    if not _alive(pid, name):
+def _terminate(pid: int, start: int | None, timeout_s: float = 5.0) -> None:
+    if not _alive(pid, start):
         return
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    if not wait_until(lambda: not _alive(pid, name), timeout_s, interval_s=0.02):
+    if not wait_until(lambda: not _alive(pid, start), timeout_s, interval_s=0.02):
         os.kill(pid, signal.SIGKILL)
     # Reap our own children (the case inside one process, e.g. tests); ignore others.
     with contextlib.suppress(ChildProcessError):
@@ -274,14 +301,14 @@ def _terminate(pid: int, name: str, timeout_s: float = 5.0) -> None:
 def stop_daemons(paths: SimPaths) -> list[str]:
     """Stop the audio daemons (not D-Bus); return the names that were running."""
     data = read_instance(paths)
-    pids = data.get("pids", {})
+    pids, starts = data.get("pids", {}), data.get("starts", {})
     stopped = []
     for name in reversed(DAEMONS):
-        pid = pids.get(name)
-        if pid and _alive(pid, name):
-            _terminate(pid, name)
+        pid, start = pids.get(name), starts.get(name)
+        if _alive(pid, start):
+            _terminate(pid, start)
             stopped.append(name)
-    data["pids"] = {}
+    data["pids"], data["starts"] = {}, {}
     if paths.instance_file.exists():
         _write_instance(paths, data)
     # Stale sockets would make clients believe a server is there.
@@ -292,7 +319,7 @@ def stop_daemons(paths: SimPaths) -> list[str]:
     return stopped
 
 
-def create(paths: SimPaths, room: roomlib.RoomSettings) -> None:
+def create(paths: SimPaths, room: roomlib.RoomSettings, wireplumber_delay_s: float = 0.0) -> None:
     """Lay out the directory tree and write the room's config and impulse response."""
     for d in (paths.root, paths.run):
         d.mkdir(parents=True, exist_ok=True)
@@ -305,10 +332,16 @@ def create(paths: SimPaths, room: roomlib.RoomSettings) -> None:
     os.replace(tmp, paths.room_conf)
     data = read_instance(paths)
     data["room"] = room.to_dict()
+    data["wireplumber_delay_s"] = wireplumber_delay_s
     _write_instance(paths, data)
 
 
-def up(paths: SimPaths, room: roomlib.RoomSettings, timeout_s: float = 20.0) -> dict[str, int]:
+def up(
+    paths: SimPaths,
+    room: roomlib.RoomSettings,
+    timeout_s: float = 20.0,
+    wireplumber_delay_s: float = 0.0,
+) -> dict[str, int]:
     missing = missing_binaries()
     if missing:
         raise UserError(
@@ -330,44 +363,62 @@ def up(paths: SimPaths, room: roomlib.RoomSettings, timeout_s: float = 20.0) -> 
             f"{paths.root} holds files that are not a simulated room's ({foreign[0]}, ...)",
             "give --dir a new or empty directory",
         )
-    create(paths, room)
+    create(paths, room, wireplumber_delay_s)
     data = read_instance(paths)
-    dbus_pid = data.get("dbus_pid")
-    if not (dbus_pid and _alive(dbus_pid, "dbus-daemon")):
+    if not _alive(data.get("dbus_pid"), data.get("dbus_start")):
         data["dbus_pid"] = _start_dbus(paths)
+        data["dbus_start"] = start_time(data["dbus_pid"])
         _write_instance(paths, data)
     try:
         pids = start_daemons(paths, timeout_s)
-        _choose_mic(paths)
+        _choose_mic(paths, timeout_s)
         return pids
     except BaseException:
         down(paths, remove=False)
         raise
 
 
-def _choose_mic(paths: SimPaths) -> None:
-    """Make the simulated mic the configured default source, as a USB mic on a Pi is."""
+def _choose_mic(paths: SimPaths, timeout_s: float) -> None:
+    """Make the simulated mic the configured default source, as a USB mic on a Pi is,
+    and wait until WirePlumber has saved it, so the room starts as a booted Pi does."""
+    from pivoicectl import session_manager, wireplumber_state
     from pivoicectl.audio_server import AudioServer
 
-    with AudioServer.connect(env=environment(paths)) as server:
+    env = environment(paths)
+    session_manager.wait_ready(
+        [(roomlib.MIC, "source"), (roomlib.SPEAKER, "sink")], timeout_s, "of starting", env
+    )
+    with AudioServer.connect(env=env) as server:
         server.set_default_source(roomlib.MIC)
         server.set_default_sink(roomlib.SPEAKER)
+    saved = paths.state / "wireplumber" / "default-nodes"
+    want = {wireplumber_state.SOURCE_KEY: roomlib.MIC, wireplumber_state.SINK_KEY: roomlib.SPEAKER}
+
+    def both_saved() -> bool:
+        try:
+            found = wireplumber_state.parse_default_nodes(saved.read_text())
+        except OSError:
+            return False
+        return all(found.get(k) == v for k, v in want.items())
+
+    _wait(both_saved, timeout_s, "WirePlumber did not save the default mic", paths)
 
 
 def restart(paths: SimPaths, timeout_s: float = 20.0) -> dict[str, int]:
-    """What `systemctl --user restart pipewire pipewire-pulse wireplumber` does for a Pi."""
+    """What `systemctl --user restart pipewire pipewire-pulse wireplumber` does for a Pi:
+    it returns once the daemons run, not once WirePlumber is ready or has linked."""
     if not paths.instance_file.exists():
         raise UserError(f"no simulated room in {paths.root}", "start one with `pivoicectl sim up`")
     stop_daemons(paths)
-    return start_daemons(paths, timeout_s)
+    return start_daemons(paths, timeout_s, wait_linked=False)
 
 
 def down(paths: SimPaths, remove: bool = True) -> list[str]:
     stopped = stop_daemons(paths)
     data = read_instance(paths)
-    dbus_pid = data.get("dbus_pid")
-    if dbus_pid and _alive(dbus_pid, "dbus-daemon"):
-        _terminate(dbus_pid, "dbus-daemon")
+    dbus_pid, dbus_start = data.get("dbus_pid"), data.get("dbus_start")
+    if _alive(dbus_pid, dbus_start):
+        _terminate(dbus_pid, dbus_start)
         stopped.append("dbus-daemon")
     if remove and paths.instance_file.exists():
         # Only what `create` made: a --dir that held other files keeps them.

@@ -44,7 +44,7 @@ class Room:
         return self.conf_dir / "60-echo-cancel.conf"
 
 
-def _start(room: RoomSettings | None = None) -> Room:
+def _start(room: RoomSettings | None = None, wireplumber_delay_s: float = 0.0) -> Room:
     missing = instance.missing_binaries()
     if missing:
         pytest.fail(
@@ -54,7 +54,7 @@ def _start(room: RoomSettings | None = None) -> Room:
         )
     root = Path(tempfile.mkdtemp(prefix="pvsim-", dir="/tmp"))
     paths = instance.SimPaths(root)
-    instance.up(paths, room or RoomSettings())
+    instance.up(paths, room or RoomSettings(), wireplumber_delay_s=wireplumber_delay_s)
     return Room(paths, clean_env(**instance.environment(paths)))
 
 
@@ -67,6 +67,21 @@ def _stop(room: Room) -> None:
 def room() -> Iterator[Room]:
     """A fresh room for tests that change it."""
     r = _start()
+    try:
+        yield r
+    finally:
+        _stop(r)
+
+
+LATE_WIREPLUMBER_S = 1.2
+"""How late WirePlumber starts in `late_room`: on a booted VM it started 1.1 s after
+`systemctl --user restart` returned, while pipewire-pulse already answered."""
+
+
+@pytest.fixture
+def late_room() -> Iterator[Room]:
+    """A fresh room whose WirePlumber starts late at every (re)start, as on a slow boot."""
+    r = _start(wireplumber_delay_s=LATE_WIREPLUMBER_S)
     try:
         yield r
     finally:

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
+import time
 from pathlib import Path
 
+import pytest
+
+from pivoicectl import pw_metadata, session_manager
+from pivoicectl.audio_server import AudioServer
+from pivoicectl.errors import UserError
 from pivoicectl.sim import instance
+from pivoicectl.wireplumber_state import parse_default_nodes
 from tests.conftest import assert_one_line_error, run_cli
+from tests.integration.conftest import LATE_WIREPLUMBER_S
+
+
+@pytest.fixture
+def room(late_room):
+    """Every setup test runs where WirePlumber starts late after each restart, as after
+    `systemctl --user restart` on a booted Pi: pipewire-pulse answers and lists source_ec
+    before any session manager can take a default."""
+    return late_room
 
 
 def baseline(room) -> None:
@@ -31,12 +48,13 @@ def setup_json(room, *args: str) -> dict:
     return json.loads(proc.stdout)
 
 
+def saved_state(room) -> dict[str, str]:
+    f = room.paths.state / "wireplumber" / "default-nodes"
+    return parse_default_nodes(f.read_text()) if f.exists() else {}
+
+
 def persisted(room, kind: str = "source", expect: str | None = None) -> str | None:
     """What WirePlumber saved; with `expect`, wait up to 3 s for it (it saves lazily)."""
-    import time
-
-    from pivoicectl.wireplumber_state import parse_default_nodes
-
     f = room.paths.state / "wireplumber" / "default-nodes"
     deadline = time.monotonic() + (3 if expect else 0)
     while True:
@@ -197,3 +215,116 @@ def test_bad_input_is_one_line_and_exit_2(room, tmp_path):
     env = {**room.env, "XDG_RUNTIME_DIR": str(dead), "PULSE_SERVER": f"unix:{dead}/pulse/native"}
     assert_one_line_error(run_cli("setup", env=env), 2, "not running")
     assert not room.ec_conf.exists()
+
+
+def everything(room) -> dict:
+    """All that setup may touch: the config tree, the defaults, WirePlumber's saved state."""
+    info = room.info()
+    return {
+        "config": snapshot(room.paths.config),
+        "default_source": info.default_source,
+        "default_sink": info.default_sink,
+        "saved": saved_state(room),
+    }
+
+
+def wait_saved(room, want: dict[str, str], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while saved_state(room) != want:
+        assert time.monotonic() < deadline, saved_state(room)
+        time.sleep(0.05)
+
+
+def stop_wireplumber(room) -> None:
+    data = instance.read_instance(room.paths)
+    pid, start = data["pids"]["wireplumber"], data["starts"]["wireplumber"]
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while instance.start_time(pid) == start:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_the_room_restart_returns_before_a_late_wireplumber_is_ready(room):
+    """The race is really there: after the restart pipewire-pulse answers, but nothing
+    can set a default until WirePlumber runs."""
+    run_cli("sim", "restart", env=room.env, check=True)
+    with AudioServer.connect(server=room.env["PULSE_SERVER"]) as server:
+        assert server.find("sim_mic", "source") is not None
+        assert not session_manager.ready(room.env)
+        with pytest.raises(UserError, match="session manager"):
+            server.set_default_source("sim_mic", timeout_s=0.1)
+    session_manager.wait_ready([("sim_mic", "source")], LATE_WIREPLUMBER_S + 10, env=room.env)
+
+
+def test_setup_and_undo_after_a_restart_with_a_late_wireplumber(room):
+    """What failed on a booted system: setup right after the restart, then setup again
+    after a manual restart, then undo; all as before, down to WirePlumber's state."""
+    baseline(room)
+    before = everything(room)
+    assert before["saved"] == {
+        "default.configured.audio.source": "sim_mic",
+        "default.configured.audio.sink": "sim_speaker",
+    }
+    first = setup_json(room)
+    assert first["complete"] is True and first["persisted"] is True
+    assert room.info().default_source == "source_ec"
+    run_cli("sim", "restart", env=room.env, check=True)
+    second = setup_json(room)
+    assert second["persisted"] is True
+    assert room.info().default_source == "source_ec"
+    undo = json.loads(run_cli("setup", "--undo", "--json", env=room.env, check=True).stdout)
+    assert undo["persisted"] is True
+    assert "source_ec" not in room.names()
+    assert everything(room) == before
+
+
+def test_undo_rebuilds_wireplumbers_list_of_earlier_defaults(room):
+    """WirePlumber 0.5 keeps earlier choices (.0, .1, ...); undo puts the list back in order."""
+    with AudioServer.connect(server=room.env["PULSE_SERVER"]) as server:
+        server.set_default_source("sim_speaker.monitor")
+        server.set_default_source("sim_mic")
+    wait_saved(
+        room,
+        {
+            "default.configured.audio.source": "sim_mic",
+            "default.configured.audio.source.0": "sim_speaker",
+            "default.configured.audio.sink": "sim_speaker",
+        },
+    )
+    baseline(room)
+    before = everything(room)
+    setup_json(room)
+    assert saved_state(room)["default.configured.audio.source.0"] == "sim_mic"
+    run_cli("setup", "--undo", env=room.env, check=True)
+    assert everything(room) == before
+
+
+def test_undo_forgets_source_ec_when_nothing_was_saved_before(room):
+    """A Pi where the mic was never chosen by hand: WirePlumber had saved no source."""
+    pw_metadata.delete("default", "default.configured.audio.source", env=room.env)
+    wait_saved(room, {"default.configured.audio.sink": "sim_speaker"})
+    baseline(room)
+    before = everything(room)
+    setup_json(room)
+    assert persisted(room) == "source_ec"
+    run_cli("setup", "--undo", env=room.env, check=True)
+    assert everything(room) == before
+    assert "default.configured.audio.source" not in saved_state(room)
+
+
+def test_a_missing_session_manager_is_named_not_a_dead_server(room):
+    setup_json(room)
+    stop_wireplumber(room)
+    with (
+        AudioServer.connect(server=room.env["PULSE_SERVER"]) as server,
+        pytest.raises(UserError, match=r"session manager \(WirePlumber\) is not running"),
+    ):
+        server.set_default_source("sim_mic", timeout_s=0.1)
+    with pytest.raises(UserError, match=r"WirePlumber\) was not ready within 1 s"):
+        session_manager.wait_ready([("sim_mic", "source")], 1.0, env=room.env)
+    # A restart that leaves WirePlumber down: setup waits, then says what is missing.
+    env = {**room.env, "PIVOICECTL_RESTART_CMD": "true"}
+    proc = run_cli("setup", "--aec-arg", "webrtc.noise_suppression=true", "--timeout", "1", env=env)
+    assert_one_line_error(proc, 1, "WirePlumber", "not ready")
+    assert "stopped answering" not in proc.stderr

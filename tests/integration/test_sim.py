@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -38,15 +37,16 @@ def test_sim_up_prints_env_and_down_stops_everything():
             "sim_mic": True,
             "source_ec": False,
         }
-        pids = instance.read_instance(instance.SimPaths(root))["pids"]
+        data = instance.read_instance(instance.SimPaths(root))
+        pids, starts = data["pids"], data["starts"]
 
         again = run_cli("sim", "up", "--dir", str(root), env=env)
         assert_one_line_error(again, 2, "already running")
 
         run_cli("sim", "down", "--dir", str(root), env=env, check=True)
         assert not root.exists()
-        for pid in pids.values():
-            assert not os.path.exists(f"/proc/{pid}") or not instance._alive(pid, "pipewire")
+        for name, pid in pids.items():
+            assert instance.start_time(pid) != starts[name]
         down = run_cli("sim", "status", "--dir", str(root), "--json", env=env)
         assert down.returncode == 1
         assert json.loads(down.stdout)["running"] is False
