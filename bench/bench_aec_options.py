@@ -204,7 +204,7 @@ def main() -> None:
         f"reverb {room.reverb_db} dB (ERL {expected_erl_db(room):.1f} dB). Goals: ERLE >= "
         f"{GOAL_ERLE_DB:g} dB, retention >= {GOAL_RETENTION_DB:g} dB."
     )
-    print("VAD cost per 20 ms frame vs the seed's is_silent: .venv/bin/python bench/bench_vad.py")
+    print("VAD cost per 20 ms frame: .venv/bin/python bench/bench_vad.py")
 
 
 def _row(r: dict) -> str:

@@ -10,8 +10,8 @@ them are too). Each round, with the output stream stopped (idle for more than
 `idle_stop_s`), a 1 s tone is queued at T_push and interrupted (`PlaybackQueue.interrupt`,
 what a barge-in calls) at T_int = T_push + 0.6 s. Printed:
 
-* first audio at the speaker: tone onset in the recording minus T_push (goal of issue 4
-  for first delta to audible: <= 50 ms), next to what the client itself estimates
+* first audio at the speaker: tone onset in the recording minus T_push (goal for first
+  delta to audible: <= 50 ms), next to what the client itself estimates
   (`PlayReport.audible_s` of the first block);
 * interrupt at the speaker: tone end in the recording minus T_int (goal <= 25 ms), next
   to the client's estimate (the silent report after the abort);

@@ -7,7 +7,7 @@ local-server` process (so the client's CPU figure is the client's alone), and `p
 run --url ... --trace` as another process. Each round a simulated person asks for 4 s,
 then talks over the answer 2 s into it; the parrot answers that too.
 
-Figures (goals from issue 4):
+Figures (with their goals):
 * interrupt latency, speech_started received -> speaker silent (goal <= 25 ms):
   - client: the callback time of the first block after the flush plus the output
     latency PortAudio reports for it (what `run` prints);

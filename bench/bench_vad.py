@@ -1,4 +1,4 @@
-"""Cost per 20 ms frame: the numpy StreamingVad against the seed's pure-Python is_silent.
+"""Cost per 20 ms frame: the numpy StreamingVad against a pure-Python peak-threshold is_silent.
 
 Run: .venv/bin/python bench/bench_vad.py
 
@@ -26,7 +26,7 @@ FRAME = 320
 SILENCE_THRESHOLD = 500
 
 
-# Copied verbatim from the seed (kept out of the formatter to stay verbatim).
+# The usual first attempt at a VAD, kept as written (out of the formatter) for comparison.
 # fmt: off
 def is_silent(frame_bytes):
     if not frame_bytes:
@@ -63,14 +63,14 @@ def main() -> None:
     arrays = [np.frombuffer(f, dtype="<i2") for f in frames]
     vad = StreamingVad(RATE)
     vad_arr = StreamingVad(RATE)
-    seed_us = _best_us_per_frame(is_silent, frames)
+    peak_us = _best_us_per_frame(is_silent, frames)
     vad_us = _best_us_per_frame(vad.process, frames)
     vad_arr_us = _best_us_per_frame(vad_arr.process, arrays)
     print(f"frames: {len(frames)} x {FRAME} samples (20 ms at {RATE} Hz, int16)")
-    print(f"seed is_silent (pure Python)   {seed_us:8.2f} us/frame")
+    print(f"peak is_silent (pure Python)   {peak_us:8.2f} us/frame")
     print(f"StreamingVad.process(bytes)    {vad_us:8.2f} us/frame")
     print(f"StreamingVad.process(int16)    {vad_arr_us:8.2f} us/frame")
-    print(f"speed-up on bytes: {seed_us / vad_us:.1f}x  (budget per frame: 20000 us)")
+    print(f"speed-up on bytes: {peak_us / vad_us:.1f}x  (budget per frame: 20000 us)")
     barge_in_costs()
 
 

@@ -1,6 +1,6 @@
 """The echo-cancel config: webrtc options, template choice and rendering. Pure code.
 
-Two templates exist because PipeWire generations differ (DESIGN-NOTES section 2):
+Two templates exist because PipeWire generations differ:
 1.x uses `monitor.mode` so every app's sound is the reference; 0.3.x uses an echo-cancel
 sink instead, since monitor mode there can crash the daemon before 0.3.68.
 """
@@ -36,7 +36,7 @@ KNOWN_AEC_BOOLS = frozenset(
 )
 
 # Defaults: noise suppression and AGC off keep the near-end talker loudest during
-# double talk (DESIGN-NOTES section 3: 8-13 dB lost instead of 13-27 dB on 0.3.65),
+# double talk (measured on 0.3.65: 8-13 dB lost instead of 13-27 dB with its defaults),
 # which is what barge-in needs; the extended filter covers reverberant rooms.
 DEFAULT_AEC_ARGS: dict[str, bool] = {
     "webrtc.extended_filter": True,

@@ -4,7 +4,7 @@ Why not PortAudio here: Debian's PortAudio reaches the audio server through ALSA
 `pulse` plugin, so every 20 ms block wakes two threads (the plugin's mainloop and
 PortAudio's) and a Python callback, and hands the block to the event loop, a third
 wakeup. On the 2-core VM the benchmarks run on, a bare 20 ms PortAudio mic alone used
-0.74-0.84 % of a core and an output stream 0.5 %, more than issue 4's 1 % budget for
+0.74-0.84 % of a core and an output stream 0.5 %, more than the 1 % budget for
 the whole client. A non-threaded `pa_mainloop` iterated from the event loop's own
 20 ms tick does the same work in one wakeup: 0.36-0.43 % of a core for mic and speaker
 together (measured the same way, same room).

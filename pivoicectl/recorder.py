@@ -7,7 +7,7 @@ source_ec) are linked port by port into the input ports of ONE node, a private
 multi-channel null sink (`support.null-audio-sink`), and parec records that sink's
 monitor. PipeWire runs a node only after every node linked to its inputs has run in the
 same graph cycle, so the channels are sample-aligned by construction, and they then
-travel together in one buffer (DESIGN-NOTES section 3).
+travel together in one buffer. Two recorders started separately were tens of ms apart.
 
 An earlier version used `libpipewire-module-combine-stream` (combine.mode = source) in
 a `pipewire -c` client. Each of its inputs is a separate stream whose buffer the combine

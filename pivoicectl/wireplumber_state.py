@@ -67,6 +67,6 @@ def how_it_persists(wireplumber_version: str | None) -> str:
     series = (wireplumber_version or "?").rsplit(".", 1)[0]
     return (
         f"WirePlumber {series} saved {SOURCE_KEY} in {paths.wireplumber_default_nodes()} "
-        "and restores it when source_ec appears at login; source_ec also has "
+        "and restores it whenever it starts (at boot under linger); source_ec also has "
         "priority.session=3000, so it wins even if that file is lost"
     )

@@ -1,6 +1,6 @@
 """`pivoicectl parrot`: repeat what it hears, once; count the times it hears itself.
 
-The seed's parrot (seed 000 step 7), done properly: it listens on the default source
+A loopback that proves there is no echo loop: it listens on the default source
 (source_ec once `setup` ran), cuts utterances with the numpy VAD, plays each back once
 on the default sink, and keeps listening. A capture that starts during (or just after)
 its own playback and matches what it played is a self-trigger: that is how a voice

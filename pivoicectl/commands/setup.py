@@ -27,8 +27,12 @@ from pivoicectl import (
 )
 from pivoicectl import render as output
 from pivoicectl.audio_server import AudioServer, Node, ServerInfo
-from pivoicectl.echo_config import SINK_NAME, SOURCE_NAME, EchoConfig
+from pivoicectl.echo_config import EC_CAPTURE_STREAM, SINK_NAME, SOURCE_NAME, EchoConfig
 from pivoicectl.errors import UserError
+from pivoicectl.polling import wait_until
+
+LINK_TIMEOUT_S = 5.0
+"""How long setup waits for WirePlumber to link the canceller to the mic once it runs."""
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,21 @@ def _wait_ready(
         )
 
 
+def _wait_capturing(mic: str, progress: bool) -> bool:
+    """WirePlumber links the canceller's capture to the mic a moment after it starts;
+    until then source_ec exists but carries silence."""
+
+    def capturing() -> bool:
+        try:
+            with AudioServer.connect(timeout_s=1.0) as server:
+                return server.capture_source_of(EC_CAPTURE_STREAM) == mic
+        except UserError:
+            return False
+
+    with _status(progress, f"waiting for the echo canceller to capture {mic} …"):
+        return wait_until(capturing, LINK_TIMEOUT_S, interval_s=0.1)
+
+
 # ----------------------------------------------------------------------------- setup
 
 
@@ -303,6 +322,10 @@ def setup(opts: SetupOptions, progress: bool = True) -> SetupResult:
         final = server.info()
     result.default_source = final.default_source
     result.default_sink = final.default_sink
+    if not _wait_capturing(mic, progress):
+        result.notes.append(
+            f"the echo canceller does not capture {mic} yet: see `pivoicectl doctor`"
+        )
 
     with _status(progress, "checking that WirePlumber keeps it across reboots …"):
         result.persisted = wireplumber_state.wait_persisted(

@@ -3,7 +3,7 @@
 Why energy and not a model: `parrot`, the local barge-in and the local Realtime server's
 turn detection run on a Raspberry Pi next to an echo canceller and a speech client, and
 they only need "is somebody louder than the room right now". A fixed amplitude threshold
-(the seed's `is_silent`, peak < 500) breaks as soon as the room or the mic gain changes,
+(e.g. silent while the peak is < 500) breaks as soon as the room or the mic gain changes,
 so the threshold here rides on a noise floor that follows the quietest recent frames.
 
 The floor rule, per frame: it drops at once to any quieter frame and rises by at most
@@ -36,9 +36,9 @@ _INT16_POWER_SCALE = 1.0 / (32768.0 * 32768.0)
 class VadSettings:
     """Tuning of the energy VAD; the defaults suit a Pi mic at arm's length.
 
-    `min_level_dbfs` = -50 sits a little below where the seed's peak threshold of
+    `min_level_dbfs` = -50 sits a little below where a fixed peak threshold of
     500/32768 (-36 dBFS peak) lands for speech, whose 20 ms frames have a crest factor
-    of roughly 10 dB (-46 dBFS RMS), so quiet talkers the seed missed still count.
+    of roughly 10 dB (-46 dBFS RMS), so quiet talkers a fixed peak threshold misses still count.
     """
 
     frame_ms: float = 20.0

@@ -6,7 +6,7 @@ network round trip plus the VAD's own delay). A VAD on the device stops playback
 soon as enough speech frames are heard, then tells the service (`response.cancel` and
 the truncate); the audio keeps flowing, so the service still hears the whole turn.
 
-The decision follows seed 003's model, counted in frames of `frame_ms`:
+The decision is counted in frames of `frame_ms`:
 
 * a frame is speech by the energy VAD of `pivoicectl.dsp.vad` (no hangover: every
   frame counts on its own), or with `vad_engine="silero"` by the Silero model of
@@ -45,12 +45,12 @@ VAD_ENGINE_CHOICES = ("energy", "silero")
 
 @dataclass(frozen=True)
 class BargeInSettings:
-    """Tuning of the local barge-in detector (seed 003's names, units in them).
+    """Tuning of the local barge-in detector.
 
     The defaults trigger after 60 ms of speech (2 of the last 5 frames of 30 ms): in the
     simulated room that is 121 ms median from speech onset at the mic to silence at the
     speaker (3 frames gave 152 ms, over the 150 ms goal). Raise `threshold` and
-    `lockout_seconds` if noise interrupts the assistant (seed 003 uses 15 of 24).
+    `lockout_seconds` if noise interrupts the assistant (e.g. 15 of 24 frames).
     `vad_engine="silero"` (the `silero` extra) decides speech by a neural model instead
     of energy, in 32 ms frames (`frame_ms` and the `vad_*` levels then do not apply).
     """

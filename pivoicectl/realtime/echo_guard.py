@@ -1,7 +1,7 @@
 """Echo guard: keep the assistant from hearing itself where no echo canceller works.
 
 Why: without a working canceller (a loud speaker next to the mic, a speakerphone, a
-bridge that loops the agent's audio back digitally: seed 001) the service's VAD takes
+bridge that loops the agent's audio back digitally) the service's VAD takes
 the assistant's own voice for the person and the assistant interrupts itself. Three
 modes:
 

@@ -1,7 +1,7 @@
 """`--token-url`: fetch a short-lived client secret from the owner's backend.
 
 Why: a device in someone's kitchen should not hold the account's API key. Its owner
-runs a small backend (seed 004's `/v1/realtime/session`) that holds the key, asks the
+runs a small backend (e.g. a `/v1/realtime/session` endpoint) that holds the key, asks the
 service for an ephemeral client secret, and hands that out. Before every connection
 (so a reconnect gets a fresh one; they expire in minutes) `run` asks it:
 

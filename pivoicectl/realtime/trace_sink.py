@@ -8,7 +8,7 @@ row it stops trying for `cooldown_s` (dropping records meanwhile), so a dead col
 costs a few timeouts, not one per event. Nothing here raises into the session, and
 `close()` waits at most `close_timeout_s` for the queue to drain.
 
-Wire format, like seed 004's voice trace API (every body is JSON, already redacted):
+Wire format (every body is JSON, already redacted):
 
     POST {url}/start   {"session_id": "...", "record": {"type": "start", "t_s": 0.0, ...}}
     POST {url}/event   {"session_id": "...", "record": {"type": "turn", "t_s": 3.2, ...}}

@@ -3,7 +3,7 @@ batches while the room is quiet.
 
 Why: each WebSocket send costs a wakeup at both ends. In the simulated room one send
 cost the client about 0.13 ms of CPU, so a 20 ms mic sent block by block took 0.6-0.7 %
-of a core, most of issue 4's 1 % budget for the whole client. Quiet audio (nobody
+of a core, most of the 1 % budget for the whole client. Quiet audio (nobody
 talking: most of the time, and all the time the assistant speaks through a working
 echo canceller) gains nothing from arriving 20 ms at a time. So quiet blocks wait, up to
 `quiet_batch_ms`, and go out as one `input_audio_buffer.append`; the first block above

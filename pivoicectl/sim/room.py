@@ -3,7 +3,7 @@
 Pure code (no processes, no sockets), so the room can be unit-tested and its expected
 echo path (delay, ERL) compared with what `measure` finds in it.
 
-Topology, made of real PipeWire nodes (see DESIGN-NOTES section 3):
+Topology, made of real PipeWire nodes (it works on PipeWire 0.3.65 and 1.4):
 
     apps -> sim_speaker (null sink) --monitor--> [echo path: convolver with the room IR]
                                                        |

@@ -56,3 +56,10 @@ def test_bench_help_prints_its_timing():
     out = _bench("bench/bench_help.py", "--runs", "2", timeout=50)
     assert 0 < _figure(out, r"pivoicectl --help\s+([\d.]+)") < 5
     assert "goal: --help < 0.300 s" in out
+
+
+@pytest.mark.timeout(120)
+def test_bench_setup_race_counts_a_first_setup_and_an_undo_that_succeed():
+    out = _bench("bench/bench_setup_race.py", "--rounds", "1", timeout=100)
+    assert "setup succeeded 1 of 1" in out
+    assert "undo succeeded 1 of 1" in out

@@ -269,6 +269,8 @@ def test_setup_and_undo_after_a_restart_with_a_late_wireplumber(room):
     first = setup_json(room)
     assert first["complete"] is True and first["persisted"] is True
     assert room.info().default_source == "source_ec"
+    with AudioServer.connect(server=room.env["PULSE_SERVER"]) as server:
+        assert server.capture_source_of("capture.source_ec") == "sim_mic"
     run_cli("sim", "restart", env=room.env, check=True)
     second = setup_json(room)
     assert second["persisted"] is True

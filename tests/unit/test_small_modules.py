@@ -1,12 +1,15 @@
-"""Room, WirePlumber state, versions, restart plan, file operations, paths."""
+"""Room, WirePlumber state, pw-metadata listings, sim processes, versions, restart plan, file operations, paths."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
 
-from pivoicectl import fileops, paths, restart, versions, wireplumber_state
+from pivoicectl import fileops, paths, pw_metadata, restart, versions, wireplumber_state
 from pivoicectl.audio_server import is_echo_cancelled, parse_pipewire_version
+from pivoicectl.sim import instance
 from pivoicectl.sim import room as roomlib
 
 
@@ -122,3 +125,47 @@ def test_paths_follow_the_environment(monkeypatch, tmp_path):
     assert paths.config_home() == paths.Path.home() / ".config"
     monkeypatch.setenv("PULSE_SERVER", "unix:/x/native")
     assert paths.pulse_socket() == paths.Path("/x/native")
+
+
+def test_wireplumber_saved_stacks_are_read_newest_first_and_stop_at_a_gap():
+    saved = {
+        "default.configured.audio.source": "source_ec",
+        "default.configured.audio.source.0": "usb_mic",
+        "default.configured.audio.source.1": "hdmi_mic",
+        "default.configured.audio.source.3": "never reached: .2 is missing",
+        "default.configured.audio.sink": "speaker",
+    }
+    assert wireplumber_state.configured(saved) == {
+        "default.configured.audio.source": ["source_ec", "usb_mic", "hdmi_mic"],
+        "default.configured.audio.sink": ["speaker"],
+    }
+    assert wireplumber_state.configured({}) == {
+        "default.configured.audio.source": [],
+        "default.configured.audio.sink": [],
+    }
+
+
+def test_pw_metadata_listing_is_parsed_for_subject_zero_only():
+    text = (
+        'Found "default" metadata 51\n'
+        "update: id:0 key:'default.audio.source' value:'{\"name\":\"sim_mic\"}' "
+        "type:'Spa:String:JSON'\n"
+        "update: id:0 key:'default.configured.audio.source' value:'{ \"name\": \"it's\" }' "
+        "type:'Spa:String:JSON'\n"
+        "update: id:42 key:'target.object' value:'x' type:''\n"
+    )
+    assert pw_metadata.parse(text) == {
+        "default.audio.source": '{"name":"sim_mic"}',
+        "default.configured.audio.source": '{ "name": "it\'s" }',
+    }
+    assert pw_metadata.parse("") is None  # nobody provides that metadata
+
+
+def test_a_process_is_known_by_its_pid_and_start_time():
+    me = os.getpid()
+    start = instance.start_time(me)
+    assert start is not None and start == instance.start_time(me)
+    assert instance._alive(me, start)
+    assert not instance._alive(me, start + 1)  # the same pid, another process
+    assert not instance._alive(None, start)
+    assert instance.start_time(2**22 + 1) is None  # above pid_max: no such process
