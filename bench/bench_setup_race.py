@@ -5,8 +5,9 @@ while pipewire-pulse already answers and lists source_ec, and WirePlumber comes 
 about a second later. This runs `setup` then `setup --undo` in a simulated room whose
 WirePlumber starts `--wireplumber-delay` seconds late at every restart, round after
 round, and counts the rounds where setup succeeded (source_ec the default and saved by
-WirePlumber) and where undo left the defaults, WirePlumber's saved state and the config
-tree as they were.
+WirePlumber) and where undo left the defaults, WirePlumber's saved state (with
+WirePlumber 0.4, which never forgets an earlier choice, its configured names) and the
+config tree as they were.
 Run: .venv/bin/python bench/bench_setup_race.py [--rounds 20] [--wireplumber-delay 1.2]
 """
 
@@ -23,10 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from pivoicectl import versions, wireplumber_state
 from pivoicectl.audio_server import AudioServer
 from pivoicectl.sim import instance
 from pivoicectl.sim.room import RoomSettings
-from pivoicectl.wireplumber_state import parse_default_nodes
+
+WHOLE_LISTS = wireplumber_state.rebuilds_lists(versions.installed_wireplumber())
 
 
 def cli(env: dict[str, str], *args: str) -> tuple[int, float, str]:
@@ -40,7 +43,10 @@ def cli(env: dict[str, str], *args: str) -> tuple[int, float, str]:
 def state(paths: instance.SimPaths, env: dict[str, str]) -> dict:
     with AudioServer.connect(server=env["PULSE_SERVER"]) as server:
         info = server.info()
-    saved = paths.state / "wireplumber" / "default-nodes"
+    file = paths.state / "wireplumber" / "default-nodes"
+    saved = wireplumber_state.parse_default_nodes(file.read_text()) if file.exists() else {}
+    if not WHOLE_LISTS:  # WirePlumber 0.4 never forgets an earlier choice
+        saved = wireplumber_state.restorable(wireplumber_state.configured(saved), False)
     tree = {
         str(p.relative_to(paths.config)): p.read_bytes() if p.is_file() else None
         for p in sorted(paths.config.rglob("*"))
@@ -48,7 +54,7 @@ def state(paths: instance.SimPaths, env: dict[str, str]) -> dict:
     return {
         "source": info.default_source,
         "sink": info.default_sink,
-        "saved": parse_default_nodes(saved.read_text()) if saved.exists() else {},
+        "saved": saved,
         "tree": tree,
     }
 

@@ -5,9 +5,12 @@ Setting a default through the Pulse protocol writes the metadata key
 `$XDG_STATE_HOME/wireplumber/default-nodes` (an ini-like file) and restore it when a
 node of that name appears. Reading that file is how we prove a reboot keeps the choice.
 
-WirePlumber 0.5 also keeps the names configured before, newest first, as
-`default.configured.audio.source.0`, `.1`, ... (it falls back to them when the
-configured node is missing); `setup --undo` puts that whole list back.
+Both also keep the names configured before, newest first, as
+`default.configured.audio.source.0`, `.1`, ..., and fall back to them when the
+configured node is missing. WirePlumber 0.5 forgets that list when the configured key
+is deleted, so `setup --undo` can rebuild it exactly; 0.4 keeps it whatever happens
+(and lists the configured name again as `.0`), so there undo can only put back the
+configured name, and source_ec stays in the list of earlier choices.
 """
 
 from __future__ import annotations
@@ -53,9 +56,23 @@ def configured(saved: dict[str, str]) -> dict[str, list[str]]:
     return {key: saved_stack(saved, key) for key in CONFIGURED_KEYS}
 
 
-def wait_configured(want: dict[str, list[str]], timeout_s: float = 5.0) -> bool:
-    """Wait until WirePlumber has saved exactly the stacks in `want`."""
-    return wait_until(lambda: configured(persisted_defaults()) == want, timeout_s, 0.1)
+def rebuilds_lists(wireplumber_version: str | None) -> bool:
+    """True where deleting the configured key clears the list of earlier choices."""
+    return not (wireplumber_version or "").startswith("0.4")
+
+
+def restorable(stacks: dict[str, list[str]], whole_lists: bool) -> dict[str, list[str]]:
+    """What of the saved stacks undo can put back: all, or the configured names only."""
+    return stacks if whole_lists else {key: names[:1] for key, names in stacks.items()}
+
+
+def wait_configured(want: dict[str, list[str]], whole_lists: bool, timeout_s: float = 5.0) -> bool:
+    """Wait until WirePlumber has saved the stacks in `want` (see `restorable`)."""
+
+    def saved() -> bool:
+        return restorable(configured(persisted_defaults()), whole_lists) == want
+
+    return wait_until(saved, timeout_s, 0.1)
 
 
 def wait_persisted(key: str, value: str, timeout_s: float = 5.0) -> bool:

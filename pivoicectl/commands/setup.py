@@ -407,30 +407,40 @@ def _describe_stack(names: list[str]) -> str:
     return ", then ".join(names) if names else "nothing"
 
 
-def _restore_saved(want: dict[str, list[str]], result: SetupResult) -> None:
+def _restore_saved(saved_before: dict[str, list[str]], result: SetupResult) -> None:
     """Put WirePlumber's saved defaults back as they were before the first setup.
 
-    Deleting a configured key makes WirePlumber forget its whole list of earlier
+    Deleting a configured key makes WirePlumber 0.5 forget its whole list of earlier
     choices; writing the old names back oldest first rebuilds that list in order. This
     goes through the metadata, not the Pulse protocol, because earlier names may
     belong to devices that are unplugged now.
     """
-    now = wireplumber_state.configured(wireplumber_state.persisted_defaults())
+    whole = wireplumber_state.rebuilds_lists(versions.installed_wireplumber())
+    want = wireplumber_state.restorable(saved_before, whole)
+    now = wireplumber_state.restorable(
+        wireplumber_state.configured(wireplumber_state.persisted_defaults()), whole
+    )
     for key, names in want.items():
         if now.get(key) == names:
             continue
-        pw_metadata.delete("default", key)
+        if whole or not names:
+            pw_metadata.delete("default", key)
         for name in reversed(names):
             pw_metadata.write("default", key, json.dumps({"name": name}), "Spa:String:JSON")
         kind = key.rsplit(".", 1)[-1]
         result.actions.append(
             f"put back WirePlumber's saved default {kind}: {_describe_stack(names)}"
         )
-    result.persisted = wireplumber_state.wait_configured(want)
+    result.persisted = wireplumber_state.wait_configured(want, whole)
     if not result.persisted:
         result.notes.append(
             f"WirePlumber did not save the previous defaults in "
             f"{paths.wireplumber_default_nodes()}: is WirePlumber running?"
+        )
+    elif not whole:
+        result.notes.append(
+            f"WirePlumber 0.4 keeps {SOURCE_NAME} in its list of earlier choices (it never "
+            "forgets one); it would only pick it again if it came back"
         )
 
 
