@@ -21,9 +21,13 @@ from pivoicectl.audio_server import AudioServer
 from pivoicectl.doctor_rules import FAIL, PASS, SAFE_FIXES, SKIP, WARN, Check, Facts, evaluate
 from pivoicectl.echo_config import EC_CAPTURE_STREAM, SINK_NAME, SOURCE_NAME
 from pivoicectl.errors import UserError
+from pivoicectl.polling import wait_until
 
 FIX_TIMEOUT_S = 10.0
 """How long `--fix` waits for source_ec and WirePlumber, e.g. just after a restart."""
+SETTLE_S = 5.0
+"""How long doctor waits for a WirePlumber that is not ready yet before judging: after a
+restart it starts a moment after PipeWire (1.1 s on a booted VM)."""
 
 
 @dataclass
@@ -84,11 +88,23 @@ def _api_key_present() -> bool:
     return bool(str(data.get("api_key", "")).strip())
 
 
+def _settle() -> None:
+    """Give a WirePlumber that is starting up a moment, so a check run just after a
+    restart does not report it (and the defaults it restores) as missing."""
+    if session_manager.ready():
+        return
+    with output.err().status("waiting for WirePlumber to be ready …"):
+        wait_until(session_manager.ready, SETTLE_S, interval_s=0.1)
+
+
 def gather() -> Facts:
     sock = paths.pipewire_socket()
+    reachable = _socket_accepts(str(sock) if sock else None)
+    if reachable:
+        _settle()
     f = Facts(
         pipewire_socket=str(sock) if sock else None,
-        pipewire_reachable=_socket_accepts(str(sock) if sock else None),
+        pipewire_reachable=reachable,
         config_path=str(paths.echo_cancel_conf()),
         persisted_file=str(paths.wireplumber_default_nodes()),
         persisted=wireplumber_state.persisted_defaults(),

@@ -332,3 +332,15 @@ def test_a_missing_session_manager_is_named_not_a_dead_server(room):
     proc = run_cli("setup", "--aec-arg", "webrtc.noise_suppression=true", "--timeout", "1", env=env)
     assert_one_line_error(proc, 1, "WirePlumber", "not ready")
     assert "stopped answering" not in proc.stderr
+
+
+def test_doctor_fix_right_after_a_restart_waits_for_wireplumber(room):
+    setup_json(room)
+    run_cli("sim", "restart", env=room.env, check=True)
+    assert not session_manager.ready(room.env)  # the race doctor --fix must wait out
+    proc = run_cli("doctor", "--fix", "--json", env=room.env)
+    report = json.loads(proc.stdout)
+    checks = {c["id"]: c["status"] for c in report["checks"]}
+    assert proc.returncode == 0, (proc.stderr, checks)
+    assert checks["default-source"] == "pass" and checks["default-persisted"] == "pass"
+    assert room.info().default_source == "source_ec"
