@@ -2,14 +2,33 @@
 # Installs the Debian packages pivoicectl's simulated room and tests need.
 #
 # PIVOICECTL_PW_GEN selects the PipeWire generation:
-#   backports (default) - PipeWire 1.4.x + WirePlumber 0.5 from bookworm-backports
-#                         (closest to Raspberry Pi OS trixie)
-#   bookworm            - PipeWire 0.3.65 + WirePlumber 0.4.13 (Debian bookworm)
-#   system              - whatever the distribution's default suite has
-# Run as root. Not root: prints what is missing and exits 1.
+#   auto (default) - Debian 13 trixie (and Raspberry Pi OS trixie): its own PipeWire 1.4
+#                    and WirePlumber 0.5; Debian 12 bookworm: `backports`
+#   backports      - bookworm only: PipeWire 1.4.x + WirePlumber 0.5 from bookworm-backports
+#                    (closest to Raspberry Pi OS trixie)
+#   bookworm       - bookworm only: PipeWire 0.3.65 + WirePlumber 0.4.13 (Debian's own)
+#   system         - whatever the distribution's default suite has
+# Run as root. Not root: prints what is missing and exits 1. A generation the release
+# cannot give is a one-line error with exit 2.
 set -euo pipefail
 
-gen="${PIVOICECTL_PW_GEN:-backports}"
+# PIVOICECTL_OS_RELEASE: another os-release file (the tests use it to play trixie).
+codename="$(. "${PIVOICECTL_OS_RELEASE:-/etc/os-release}" && echo "${VERSION_CODENAME:-}")"
+gen="${PIVOICECTL_PW_GEN:-auto}"
+if [[ "$gen" == auto ]]; then
+  if [[ "$codename" == bookworm ]]; then gen=backports; else gen=system; fi
+fi
+case "$gen" in
+  backports|bookworm)
+    if [[ "$codename" != bookworm ]]; then
+      echo "error: PIVOICECTL_PW_GEN=$gen needs Debian bookworm, this is '${codename:-unknown}'" \
+        "— use PIVOICECTL_PW_GEN=system (its own PipeWire)" >&2
+      exit 2
+    fi ;;
+  system) ;;
+  *) echo "error: PIVOICECTL_PW_GEN must be auto, backports, bookworm or system (got '$gen')" >&2
+     exit 2 ;;
+esac
 pw_pkgs=(pipewire pipewire-bin pipewire-pulse pipewire-alsa wireplumber
          libpipewire-0.3-modules libspa-0.2-modules)
 other_pkgs=(dbus-daemon pulseaudio-utils libportaudio2 libasound2-plugins
@@ -29,8 +48,6 @@ installed="$(want_version)"
 case "$gen" in
   backports) [[ "$installed" == 1.* ]] || missing+=(pipewire) ;;
   bookworm)  [[ "$installed" == 0.3.* ]] || missing+=(pipewire) ;;
-  system) ;;
-  *) echo "PIVOICECTL_PW_GEN must be backports, bookworm or system (got '$gen')" >&2; exit 2 ;;
 esac
 
 if [[ ${#missing[@]} -eq 0 ]]; then
@@ -45,14 +62,11 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
 target=()
 if [[ "$gen" == backports ]]; then
-  if [[ "$codename" == bookworm ]]; then
-    echo "deb http://deb.debian.org/debian bookworm-backports main" \
-      > /etc/apt/sources.list.d/pivoicectl-backports.list
-    target=(-t bookworm-backports)
-  fi
+  echo "deb http://deb.debian.org/debian bookworm-backports main" \
+    > /etc/apt/sources.list.d/pivoicectl-backports.list
+  target=(-t bookworm-backports)
 fi
 apt-get update -qq
 if [[ "$gen" == bookworm ]]; then
