@@ -224,6 +224,9 @@ class Conversation:
         self._open_turns: list[TurnMetrics] = []
         self.completed_turns = 0
         self._transcripts_shown: set[str] = set()
+        self._half_sample: dict[str, bytes] = {}
+        """Per item: the odd trailing byte of its last delta, the start of a sample the
+        next delta completes."""
 
     # --- derived state -------------------------------------------------------------
 
@@ -273,6 +276,7 @@ class Conversation:
         """
         self.ready = False
         self.user_speaking = False
+        self._half_sample.clear()
         actions: list[Action] = [Record({"type": "disconnected", "reason": reason})]
         for turn in list(self._active.values()):
             turn.status = "disconnected"
@@ -442,7 +446,10 @@ class Conversation:
         response_id, item_id = event.response_id, event.item_id
         if response_id is None or item_id is None:
             return []
-        pcm = ev.audio_delta_bytes(event)
+        pcm = self._half_sample.pop(item_id, b"") + ev.audio_delta_bytes(event)
+        if len(pcm) % ev.BYTES_PER_SAMPLE:
+            self._half_sample[item_id] = pcm[-1:]
+            pcm = pcm[:-1]
         if not self.playback.push(item_id, response_id, pcm):
             return []  # a late delta of an interrupted response
         turn = self._by_response.get(response_id)
@@ -455,6 +462,7 @@ class Conversation:
 
     def _on_audio_done(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
         if event.item_id is not None:
+            self._half_sample.pop(event.item_id, None)
             self.playback.mark_audio_done(event.item_id)
         return []
 

@@ -340,6 +340,9 @@ KNOWN_SERVER_EVENTS = frozenset(
 
 INVALID = "invalid"
 """`ServerEvent.type` of a frame that was not a JSON object with a string `type`."""
+MAX_DEPTH = 32
+"""Deepest nesting of objects and arrays accepted in a server event; the deepest the
+service sends is about 6. Deeper frames are rejected before anything walks them."""
 
 
 @dataclass(frozen=True)
@@ -415,6 +418,20 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True if `value` nests objects or arrays more than `limit` deep (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
 def parse_server_event(raw: str | bytes | Mapping[str, Any]) -> ServerEvent:
     """A server frame as a `ServerEvent`; never raises.
 
@@ -428,8 +445,14 @@ def parse_server_event(raw: str | bytes | Mapping[str, Any]) -> ServerEvent:
             data = json.loads(raw)
         except (ValueError, TypeError) as exc:
             return ServerEvent(INVALID, INVALID, {}, known=False, problem=f"not JSON: {exc}")
+        except RecursionError:
+            return ServerEvent(INVALID, INVALID, {}, known=False, problem="nested too deeply")
     if not isinstance(data, dict):
         return ServerEvent(INVALID, INVALID, {}, known=False, problem="not a JSON object")
+    if _deeper_than(data, MAX_DEPTH):
+        return ServerEvent(
+            INVALID, INVALID, {}, known=False, problem=f"nested deeper than {MAX_DEPTH}"
+        )
     wire_type = data.get("type")
     if not isinstance(wire_type, str) or not wire_type:
         return ServerEvent(INVALID, INVALID, data, known=False, problem="no event type")
@@ -446,18 +469,19 @@ def encode_audio(pcm: bytes) -> str:
 
 
 def decode_audio(b64: Any) -> bytes:
-    """Base64 audio as PCM16 bytes; b"" for anything undecodable.
+    """Base64 audio as bytes; b"" for anything undecodable.
 
-    A trailing odd byte is dropped: half a sample would shift every later sample of the
-    stream by one byte and turn the rest of the answer into noise.
+    All the bytes, an odd count included: the service may split a stream of samples
+    between two deltas anywhere, so whoever plays them carries a trailing half sample
+    over to the next delta of the same item (dropping it would shift every later sample
+    by one byte and turn the rest of the answer into noise).
     """
     if not isinstance(b64, str) or not b64:
         return b""
     try:
-        pcm = base64.b64decode(b64, validate=True)
+        return base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
         return b""
-    return pcm[: len(pcm) - (len(pcm) % BYTES_PER_SAMPLE)]
 
 
 def audio_delta_bytes(event: ServerEvent) -> bytes:

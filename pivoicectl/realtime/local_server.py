@@ -685,6 +685,7 @@ class _Session:
     async def on_append(self, event: dict[str, Any], event_id: str | None) -> None:
         audio = event.get("audio")
         pcm = decode_audio(audio)
+        pcm = pcm[: len(pcm) - len(pcm) % BYTES_PER_SAMPLE]  # whole samples only
         if not pcm and audio:
             await self.send_error(
                 "invalid_value",

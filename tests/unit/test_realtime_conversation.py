@@ -6,6 +6,10 @@ to `PlaybackQueue.pull`.
 
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
+
 from pivoicectl.realtime import events as ev
 from pivoicectl.realtime.conversation import (
     Conversation,
@@ -246,3 +250,30 @@ def test_memory_stays_bounded_over_many_turns():
     assert [e["code"] for e in conv.errors] == ["e10", "e11", "e12"]
     summary = summarize(conv)
     assert summary.turns_not_shown == 7 and summary.turns[0]["turn"] == 8
+
+
+def test_deltas_split_at_odd_byte_offsets_play_every_sample_unchanged():
+    """The service may cut an item's audio anywhere: a half sample at the end of one
+    delta is the start of the next one's first sample, not noise to drop."""
+    conv = make()
+    start_answer(conv, ms=0)
+    samples = (np.arange(4801, dtype="<i2") * 7).tobytes()  # no two bytes alike in a row
+    cuts = [0, 1, 4, 1001, 1002, 4999, len(samples)]  # odd and even offsets
+    for a, b in itertools.pairwise(cuts):
+        conv.handle(delta_bytes(samples[a:b]), 1.3)
+    pcm, _ = conv.playback.pull(len(samples) // 2)
+    assert pcm == samples
+    # Another item starts clean: its odd byte is not glued to the previous item's.
+    conv.handle(delta_bytes(b"\x05", item_id="item_b"), 1.4)
+    conv.handle(delta_bytes(b"\x06\x07\x08", item_id="item_b"), 1.5)
+    pcm, _ = conv.playback.pull(2)
+    assert pcm == b"\x05\x06\x07\x08"
+
+
+def delta_bytes(pcm: bytes, response_id="resp_1", item_id="item_a") -> ev.ServerEvent:
+    return evt(
+        "response.output_audio.delta",
+        response_id=response_id,
+        item_id=item_id,
+        delta=ev.encode_audio(pcm),
+    )

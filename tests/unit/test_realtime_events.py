@@ -109,7 +109,7 @@ def test_the_append_built_as_text_is_the_json_of_the_event(n_bytes):
     pcm = bytes(range(256)) * (n_bytes // 256) + bytes(range(n_bytes % 256))
     text = ev.input_audio_append_text(pcm)
     assert text == ev.dumps(ev.input_audio_append(pcm))
-    assert ev.decode_audio(json.loads(text)["audio"]) == pcm[: len(pcm) // 2 * 2]
+    assert ev.decode_audio(json.loads(text)["audio"]) == pcm
 
 
 def test_event_ids_count_up():
@@ -163,6 +163,23 @@ def test_unknown_and_malformed_events_never_raise():
     assert ev.parse_server_event({"type": "session.updated"}).type == "session.updated"
 
 
+def test_frames_nested_too_deep_are_rejected_without_recursion():
+    """A hostile frame thousands of levels deep once ended the session (RecursionError)."""
+    for depth in (ev.MAX_DEPTH + 1, 900, 100_000):
+        raw = '{"type": "error", "error": ' + "[" * depth + "]" * depth + "}"
+        event = ev.parse_server_event(raw)
+        assert event.type == ev.INVALID and "nested" in (event.problem or "")
+        assert event.data == {}
+    deep_dict: dict = {}
+    node = deep_dict
+    for _ in range(5000):
+        node["x"] = {}
+        node = node["x"]
+    assert ev.parse_server_event({"type": "error", "error": deep_dict}).type == ev.INVALID
+    ok = '{"type": "error", "error": ' + "[" * (ev.MAX_DEPTH - 1) + "]" * (ev.MAX_DEPTH - 1) + "}"
+    assert ev.parse_server_event(ok).type == "error"
+
+
 def test_server_event_accessors():
     done = ev.parse_server_event(
         {
@@ -207,7 +224,7 @@ def test_audio_delta_decoding():
         }
     )
     assert ev.audio_delta_bytes(delta) == pcm
-    assert ev.decode_audio(ev.encode_audio(b"\x01\x00\x02")) == b"\x01\x00"  # half a sample dropped
+    assert ev.decode_audio(ev.encode_audio(b"\x01\x00\x02")) == b"\x01\x00\x02"  # all bytes
     assert ev.decode_audio("!!not base64!!") == b""
     assert ev.decode_audio(None) == b""
     other = ev.parse_server_event({"type": "response.done", "delta": ev.encode_audio(pcm)})
