@@ -55,6 +55,12 @@ reports are drained with every mic block; their timestamps come from the audio
 callback, so draining late only delays the bookkeeping. Every wakeup costs CPU (about
 0.1 ms each on the 2-core VM that runs the benchmarks), which is why this is not a fast
 poll, and why the mic's blocks do it in wakeups they bring anyway."""
+SESSION_CREATED_TIMEOUT_S = 10.0
+"""A service that accepted the WebSocket but sent no `session.created` within this is
+treated as a failed connection (it answers keepalive pings, so nothing else times out)."""
+ANSWER_SILENCE_S = 30.0
+"""While an answer is under way, this long without any event from the service is a lost
+connection. The service streams an answer's deltas and transcript as it makes them."""
 SLOW_TICK_S = 1.0
 """The housekeeping interval while no renewal is due (the time limit is a timer of its
 own)."""
@@ -179,6 +185,8 @@ class RealtimeClient:
         self.mic_messages_sent = 0
         self._housekeeping_s = 0.0
         """When (client clock) housekeeping is next due."""
+        self._last_recv = 0.0
+        """When (the loop's clock) the service last sent anything."""
 
     def stop(self, reason: str) -> None:
         """Ask the run to end (signal handlers, limits); safe to call repeatedly."""
@@ -356,11 +364,13 @@ class RealtimeClient:
         """Run one connection; returns why it ended: stop, renew or a loss reason."""
         self._outbox.clear()  # audio from before this session is stale
         self._renew.clear()
+        self._last_recv = asyncio.get_running_loop().time()
         receiver = asyncio.create_task(self._receive(conn))
         sender = asyncio.create_task(self._send_mic(conn))
+        watcher = asyncio.create_task(self._watch_service())
         stopper = asyncio.create_task(self.stop_event.wait())
         renewer = asyncio.create_task(self._renew.wait())
-        tasks = {receiver, sender, stopper, renewer}
+        tasks = {receiver, sender, watcher, stopper, renewer}
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in tasks - done:
             task.cancel()
@@ -369,7 +379,7 @@ class RealtimeClient:
             return "stop"
         if renewer in done:
             return "renew"
-        for task in (receiver, sender):
+        for task in (receiver, sender, watcher):
             if task in done:
                 exc = task.exception()
                 if isinstance(exc, ConnectionLost):
@@ -378,9 +388,35 @@ class RealtimeClient:
                     raise exc
         return "closed"
 
+    async def _watch_service(self) -> None:
+        """End the connection when the service stays silent where it must not.
+
+        Wakes once at the greeting's deadline and then every `ANSWER_SILENCE_S`, so it
+        costs nothing while audio flows.
+        """
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(SESSION_CREATED_TIMEOUT_S)
+        if not self.conversation.ready:
+            raise ConnectionLost(
+                None,
+                f"the service sent no session.created within {SESSION_CREATED_TIMEOUT_S:.0f} s",
+            )
+        while True:
+            quiet_s = loop.time() - self._last_recv
+            if self.conversation.answering and quiet_s >= ANSWER_SILENCE_S:
+                raise ConnectionLost(
+                    None, f"the service sent nothing for {quiet_s:.0f} s during an answer"
+                )
+            # Until this silence would be too long; a full period if it already is but
+            # no answer is due (an answer that starts later is caught within two).
+            left_s = ANSWER_SILENCE_S - quiet_s
+            await asyncio.sleep(left_s if left_s > 0 else ANSWER_SILENCE_S)
+
     async def _receive(self, conn: Connection) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             text = await conn.recv()
+            self._last_recv = loop.time()
             now = self.clock()
             event = ev.parse_server_event(text)
             if event.type not in _QUIET_RECVS:

@@ -607,6 +607,43 @@ def test_failed_connects_are_retried_with_backoff_and_a_rejection_is_a_user_erro
         )
 
 
+def test_a_service_that_never_says_session_created_is_a_failed_connection(monkeypatch):
+    """It accepts the WebSocket and answers pings, so only our own deadline notices."""
+    monkeypatch.setattr(client_module, "SESSION_CREATED_TIMEOUT_S", 0.2)
+
+    async def script(h: Harness) -> None:
+        silent = await h.connected()
+        second = await h.connected(2)
+        assert silent.closed
+        second.push(session_created("sess_2"))
+        await h.until(lambda: bool(second.of_type("session.update")), "the second session")
+
+    result, h = drive(script, connector=FakeConnector(greet=False))
+    assert result.reconnects == 1
+    assert h.connector.connections[0].sent == []  # nothing was sent to the silent one
+    statuses = h.ui.text("status")
+    assert any("no session.created within 0 s" in t and "reconnecting" in t for t in statuses)
+
+
+def test_a_service_silent_during_an_answer_is_a_lost_connection(monkeypatch):
+    monkeypatch.setattr(client_module, "SESSION_CREATED_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(client_module, "ANSWER_SILENCE_S", 0.3)
+
+    async def script(h: Harness) -> None:
+        first = await h.connected()
+        await h.until(lambda: h.conversation.ready, "the session")
+        await asyncio.sleep(0.5)  # quiet while no answer is due: nothing happens
+        assert not first.closed
+        first.push(response_created("resp_1"))  # an answer starts, then nothing more
+        await h.connected(2)
+        assert first.closed
+
+    result, h = drive(script, connector=FakeConnector(greet=True))
+    assert result.reconnects == 1
+    assert h.conversation.turns[0].status == "disconnected"
+    assert any("sent nothing for 0 s during an answer" in t for t in h.ui.text("status"))
+
+
 # --- ending the run ---------------------------------------------------------------------------
 
 
