@@ -39,7 +39,9 @@ Example config file:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -160,6 +162,12 @@ class RunSettings:
         )
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(
+                    f"{f.name} = {value} is not a finite number", hint="give a number, e.g. 1.5"
+                )
         for name in ("input_block_ms", "output_block_ms"):
             value = getattr(self, name)
             if not BLOCK_MS_RANGE[0] <= value <= BLOCK_MS_RANGE[1]:
@@ -279,16 +287,18 @@ def _coerce(name: str, source: str, value: Any, kind: type) -> Any:
             except ValueError:
                 pass
     elif kind is float:
+        number: float | None = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            number = float(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is not None and math.isfinite(number):
+            return number
     elif isinstance(value, str):
         return value
-    raise UserError(f"{source}: {name} must be a {kind.__name__}, got {value!r}")
+    what = "finite number" if kind is float else kind.__name__
+    raise UserError(f"{source}: {name} must be a {what}, got {value!r}")
 
 
 def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -307,6 +317,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path} is not UTF-8 text (byte {exc.start})", hint="save it as UTF-8, or remove it"
+        ) from exc
     except OSError as exc:
         raise UserError(
             f"cannot read {path}: {exc.strerror}", hint="check its permissions"

@@ -118,3 +118,44 @@ def test_an_uplink_batch_out_of_range_is_one_line_before_anything_starts(
 
     env = clean_env(XDG_CONFIG_HOME=str(tmp_path), **{key: value})
     assert_one_line_error(run_cli("run", "--local", env=env), 2, hint)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "toml", "needle"),
+    [
+        (("--echo-erl-db", "inf"), {}, "", "echo_erl_db = inf is not a finite number"),
+        ((), {"PIVOICECTL_DURATION": "nan"}, "", "PIVOICECTL_DURATION: duration_s must be"),
+        ((), {"PIVOICECTL_ECHO_ERL_DB": "-inf"}, "", "must be a finite number"),
+        ((), {}, "[run]\nduration = nan\n", "duration_s must be a finite number, got nan"),
+        ((), {}, "[run]\necho_erl_db = inf\n", "echo_erl_db must be a finite number"),
+    ],
+)
+def test_a_value_that_is_not_a_finite_number_is_one_line_wherever_it_comes_from(
+    tmp_path, args, env, toml, needle
+):
+    from tests.conftest import assert_one_line_error, clean_env, run_cli
+
+    if toml:
+        (tmp_path / "pivoicectl").mkdir()
+        (tmp_path / "pivoicectl" / "config.toml").write_text(toml)
+    environ = clean_env(XDG_CONFIG_HOME=str(tmp_path), **env)
+    assert_one_line_error(run_cli("run", "--local", *args, env=environ), 2, needle)
+
+
+def test_a_flag_with_a_range_refuses_nan_as_a_usage_error(tmp_path):
+    from tests.conftest import clean_env, run_cli
+
+    proc = run_cli(
+        "run", "--local", "--duration", "nan", env=clean_env(XDG_CONFIG_HOME=str(tmp_path))
+    )
+    assert proc.returncode == 2 and "--duration" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path):
+    from tests.conftest import assert_one_line_error, clean_env, run_cli
+
+    (tmp_path / "pivoicectl").mkdir()
+    (tmp_path / "pivoicectl" / "config.toml").write_bytes(b'[run]\nvoice = "caf\xe9"\n')
+    env = clean_env(XDG_CONFIG_HOME=str(tmp_path))
+    assert_one_line_error(run_cli("run", "--local", env=env), 2, "is not UTF-8 text (byte 18)")
