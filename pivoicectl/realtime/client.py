@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from pivoicectl.errors import UserError
 from pivoicectl.realtime import events as ev
 from pivoicectl.realtime.conversation import (
+    FATAL_ERRORS,
     Action,
     Conversation,
     Finish,
@@ -61,6 +62,9 @@ treated as a failed connection (it answers keepalive pings, so nothing else time
 ANSWER_SILENCE_S = 30.0
 """While an answer is under way, this long without any event from the service is a lost
 connection. The service streams an answer's deltas and transcript as it makes them."""
+FATAL_REPEATS = 2
+"""An error no retry can heal (a bad key, no quota) on this many connections in a row
+ends the run with exit code 2, so a supervisor does not restart it into a storm."""
 SLOW_TICK_S = 1.0
 """The housekeeping interval while no renewal is due (the time limit is a timer of its
 own)."""
@@ -187,6 +191,11 @@ class RealtimeClient:
         """When (client clock) housekeeping is next due."""
         self._last_recv = 0.0
         """When (the loop's clock) the service last sent anything."""
+        self._fatal_streak: list[str] = []
+        """The codes of the fatal errors that ended the last connections in a row."""
+        self._last_reported = ""
+        """The last reason for waiting that the user was shown (shown again only when
+        it changes)."""
 
     def stop(self, reason: str) -> None:
         """Ask the run to end (signal handlers, limits); safe to call repeatedly."""
@@ -327,6 +336,7 @@ class RealtimeClient:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 2.0)
             self._execute(self.conversation.disconnected(self.clock(), outcome))
+            self._count_fatal(self.conversation.fatal_error)
             if outcome == "renew":
                 self.renewals += 1
                 renewing = True
@@ -335,12 +345,32 @@ class RealtimeClient:
             if outcome != "stop" and not await self._backoff(f"connection lost ({outcome})"):
                 return
 
+    def _count_fatal(self, error: dict[str, Any] | None) -> None:
+        """Raise once the same unhealable error ended `FATAL_REPEATS` connections in a row."""
+        if error is None:
+            self._fatal_streak.clear()
+            return
+        code = str(error.get("code"))
+        if self._fatal_streak and self._fatal_streak[-1] != code:
+            self._fatal_streak.clear()
+        self._fatal_streak.append(code)
+        if len(self._fatal_streak) >= FATAL_REPEATS:
+            raise UserError(
+                f"the service refused the session {len(self._fatal_streak)} times: "
+                f"{error.get('message') or code} ({code})",
+                hint=FATAL_ERRORS.get(code, "see the service's message"),
+            )
+
     async def _backoff(self, why: str) -> bool:
-        """Wait before the next attempt; False when stopping or giving up."""
+        """Wait before the next attempt; False when stopping or giving up.
+
+        The user sees a reason once, not once per attempt (the trace has every one)."""
         delay = self._reconnector.next_delay_s()
         if delay is None:
             raise UserError(f"giving up: {why}", hint="check the network and --url")
-        self.ui.show("status", f"({why}; reconnecting in {delay:.1f} s)")
+        if why != self._last_reported:
+            self._last_reported = why
+            self.ui.show("status", f"({why}; reconnecting in {delay:.1f} s)")
         self.trace.write({"type": "reconnect_wait", "why": why, "delay_s": round(delay, 3)})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop_event.wait(), delay)
@@ -417,6 +447,8 @@ class RealtimeClient:
         while True:
             text = await conn.recv()
             self._last_recv = loop.time()
+            if self.conversation.ready:
+                self._last_reported = ""  # a working session: report the next problem
             now = self.clock()
             event = ev.parse_server_event(text)
             if event.type not in _QUIET_RECVS:
@@ -431,6 +463,9 @@ class RealtimeClient:
                     await self._send(conn, action.event)
                 else:
                     self._execute([action])
+            if self.conversation.fatal_error is not None:
+                code = self.conversation.fatal_error.get("code")
+                raise ConnectionLost(None, f"server error {code}")
 
     async def _send_mic(self, conn: Connection) -> None:
         while True:

@@ -173,6 +173,15 @@ def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
 
 _ERRORS_TO_IGNORE = frozenset({"response_cancel_not_active"})
 """Error codes that are expected side effects, not problems (shown dimmed, traced)."""
+FATAL_ERRORS: dict[str, str] = {
+    "invalid_api_key": "check OPENAI_API_KEY or api_key in the config file",
+    "insufficient_quota": "the account has no quota left: add credit or raise its limit",
+    "billing_not_active": "activate billing for the account",
+    "account_deactivated": "the account is deactivated",
+    "model_not_found": "check --model (the account may not have access to it)",
+    "unsupported_country_region_territory": "the service is not offered where this runs",
+}
+"""Error codes that no retry can heal, with what the user can do about each."""
 
 
 class Conversation:
@@ -224,6 +233,8 @@ class Conversation:
         self._open_turns: list[TurnMetrics] = []
         self.completed_turns = 0
         self._transcripts_shown: set[str] = set()
+        self.fatal_error: dict[str, Any] | None = None
+        """The last error of this connection that no retry can heal (see FATAL_ERRORS)."""
         self._half_sample: dict[str, bytes] = {}
         """Per item: the odd trailing byte of its last delta, the start of a sample the
         next delta completes."""
@@ -266,6 +277,7 @@ class Conversation:
         """A WebSocket is open; nothing is sent until the server's session.created."""
         self.connections += 1
         self.ready = False
+        self.fatal_error = None
         return [Record({"type": "connected", "connection": self.connections})]
 
     def disconnected(self, now_s: float, reason: str) -> list[Action]:
@@ -548,6 +560,8 @@ class Conversation:
             return actions
         self.errors.append(record)
         del self.errors[: -self.KEPT_ERRORS]
+        if code in FATAL_ERRORS:
+            self.fatal_error = record
         actions.append(Show("error", f"server error {code or ''}: {event.error_message}".strip()))
         return actions
 

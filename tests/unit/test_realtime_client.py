@@ -644,6 +644,63 @@ def test_a_service_silent_during_an_answer_is_a_lost_connection(monkeypatch):
     assert any("sent nothing for 0 s during an answer" in t for t in h.ui.text("status"))
 
 
+def fatal(code: str = "insufficient_quota") -> dict[str, Any]:
+    return {
+        "type": "error",
+        "error": {
+            "type": "insufficient_quota",
+            "code": code,
+            "message": "You exceeded your quota.",
+        },
+    }
+
+
+def test_the_same_unhealable_error_twice_in_a_row_ends_the_run_with_exit_2():
+    async def script(h: Harness) -> None:
+        for n in (1, 2, 3):
+            conn = await h.connected(n)
+            await h.until(lambda c=conn: bool(c.sent), "the session")
+            conn.push(fatal())
+
+    with pytest.raises(UserError) as caught:
+        drive(script, connector=FakeConnector(greet=True), stop_after_script=False)
+    err = caught.value
+    assert err.exit_code == 2
+    assert "refused the session 2 times: You exceeded your quota. (insufficient_quota)" in (
+        err.message
+    )
+    assert "quota" in err.hint
+
+
+def test_a_working_session_or_a_transient_error_between_fatal_ones_keeps_reconnecting():
+    async def script(h: Harness) -> None:
+        first = await h.connected()
+        first.push(fatal())  # ends this connection...
+        second = await h.connected(2)
+        await h.until(lambda: bool(second.sent), "the second session")
+        second.drop(1011, "internal error")  # ...a session without it resets the count
+        third = await h.connected(3)
+        third.push(fatal())
+        fourth = await h.connected(4)
+        fourth.push({"type": "error", "error": {"code": "server_error", "message": "oops"}})
+        fourth.drop(1011, "internal error")
+        await h.connected(5)
+
+    result, _ = drive(script, connector=FakeConnector(greet=True))
+    assert result.reconnects == 4
+
+
+def test_a_reason_for_reconnecting_is_shown_once_not_once_per_attempt():
+    async def script(h: Harness) -> None:
+        conn = await h.connected()
+        await h.until(lambda: bool(conn.sent), "the session")
+
+    failures = tuple(ConnectFailed("refused") for _ in range(3))
+    _, h = drive(script, connector=FakeConnector(greet=True, failures=failures))
+    shown = [t for t in h.ui.text("status") if "cannot connect" in t]
+    assert len(shown) == 1 and len(h.connector.calls) == 4
+
+
 # --- ending the run ---------------------------------------------------------------------------
 
 
