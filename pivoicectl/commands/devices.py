@@ -77,8 +77,9 @@ def render(report: DevicesReport, json_out: bool) -> None:
         if "error" not in report.server and report.server:
             s = report.server
             c.print(
-                f"[bold]{s['server_name']}[/] at {s['server']} · default source "
-                f"[bold]{s['default_source']}[/] · default sink [bold]{s['default_sink']}[/]"
+                f"[bold]{output.esc(s['server_name'])}[/] at {output.esc(s['server'])} · "
+                f"default source [bold]{output.esc(s['default_source'])}[/] · "
+                f"default sink [bold]{output.esc(s['default_sink'])}[/]"
             )
         for title, nodes in (("Sources (microphones)", report.sources), ("Sinks", report.sinks)):
             if not nodes:
@@ -87,7 +88,14 @@ def render(report: DevicesReport, json_out: bool) -> None:
             for col in ("name", "description", "rate", "ch", "state", ""):
                 t.add_column(col)
             for n in nodes:
-                t.add_row(n.name, n.description, str(n.rate), str(n.channels), n.state, _marks(n))
+                t.add_row(
+                    output.esc(n.name),
+                    output.esc(n.description),
+                    str(n.rate),
+                    str(n.channels),
+                    output.esc(n.state),
+                    _marks(n),
+                )
             c.print(t)
         if report.portaudio:
             t = Table(title="PortAudio (sounddevice)", title_justify="left")
@@ -101,8 +109,8 @@ def render(report: DevicesReport, json_out: bool) -> None:
                     marks.append("[cyan]via PipeWire[/]")
                 t.add_row(
                     str(d.index),
-                    d.name,
-                    d.hostapi,
+                    output.esc(d.name),
+                    output.esc(d.hostapi),
                     str(d.max_input_channels),
                     str(d.max_output_channels),
                     f"{d.default_samplerate:.0f}",

@@ -200,11 +200,11 @@ def render(report: DoctorReport, json_out: bool) -> None:
         text = escape(c.detail)
         if c.fix and c.status in (FAIL, WARN):
             text += f"\n[bold]fix:[/] {escape(c.fix)}"
-        t.add_row(c.id, _STYLE[c.status], text)
+        t.add_row(escape(c.id), _STYLE[c.status], text)
     c = output.out()
     c.print(t)
     for f in report.fixed:
-        c.print(f"[green]fixed:[/] {f}")
+        c.print(f"[green]fixed:[/] {escape(f)}")
     fails = sum(1 for ch in report.checks if ch.status == FAIL)
     warns = sum(1 for ch in report.checks if ch.status == WARN)
     if fails:

@@ -542,7 +542,7 @@ def render(result: MeasureResult, json_out: bool) -> None:
     t.add_row(
         "echo cancellation (ERLE)",
         erle,
-        f"raw mic → {result.nodes['output']}"
+        f"raw mic → {escape(result.nodes['output'])}"
         + (" (output below the measurement floor)" if mt.erle_capped else "")
         + f"; need ≥ {result.thresholds['min_erle_db']:g}",
     )
@@ -565,8 +565,9 @@ def render(result: MeasureResult, json_out: bool) -> None:
     c.print(t)
     n = result.nodes
     c.print(
-        f"[dim]{result.signal} ({result.signal_source}) at {result.level_dbfs:g} dBFS for "
-        f"{result.duration_s:g} s into {escape(n['playback_sink'])}; reference "
+        f"[dim]{escape(result.signal)} ({escape(result.signal_source)}) at "
+        f"{result.level_dbfs:g} dBFS for {result.duration_s:g} s into "
+        f"{escape(n['playback_sink'])}; reference "
         f"{escape(n['speaker'])}.monitor, mic {escape(n['mic'])}, output {escape(n['output'])}[/]"
     )
     if result.plot:

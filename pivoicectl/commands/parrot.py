@@ -272,7 +272,7 @@ def parrot(opts: ParrotOptions, progress: bool = True) -> ParrotResult:
     session = _Session(source, sink, opts.grace_s)
     c = output.err()
     if progress:
-        c.print(f"listening on {source}; say something (Ctrl-C to stop) …")
+        c.print(output.plain(f"listening on {source}; say something (Ctrl-C to stop) …"))
     try:
         while result.rounds_played < opts.rounds:
             utt = session.next_utterance(deadline)

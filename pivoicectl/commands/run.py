@@ -74,11 +74,11 @@ class ConsoleUi:
         self.console = render.err() if to_stderr else render.out()
 
     def show(self, kind: str, text: str) -> None:
-        from rich.markup import escape
-
         style = self.STYLES.get(kind, "")
         label = self.LABELS.get(kind)
-        line = f"[{style}]{label}:[/] {escape(text)}" if label else f"[{style}]{escape(text)}[/]"
+        line = render.plain(text, "" if label else style)
+        if label:
+            line = render.plain(f"{label}:", style).append(" ").append_text(line)
         self.console.print(line)
 
 
@@ -258,7 +258,7 @@ def render_summary(summary: RunSummary, json_out: bool) -> None:
 
     c = render.out()
     c.print(
-        f"[bold]session ended[/] ({summary.reason}) after {summary.elapsed_s:.1f} s, "
+        f"[bold]session ended[/] ({render.esc(summary.reason)}) after {summary.elapsed_s:.1f} s, "
         f"{summary.connections} connection(s), CPU {summary.cpu_percent:.2f}% of one core"
         + (" (the built-in parrot server's included)" if summary.local_server else "")
     )
@@ -267,7 +267,7 @@ def render_summary(summary: RunSummary, json_out: bool) -> None:
         for t in summary.turns:
             table.add_row(
                 str(t["turn"]),
-                f"{t['status']}" + (f" ({t['reason']})" if t["reason"] else ""),
+                render.esc(f"{t['status']}" + (f" ({t['reason']})" if t["reason"] else "")),
                 _fmt_ms(t["voice_to_voice_ms"]),
                 _fmt_ms(t["first_audio_latency_ms"]),
                 _fmt_ms(t["interrupt_latency_ms"]),
@@ -277,14 +277,14 @@ def render_summary(summary: RunSummary, json_out: bool) -> None:
     if summary.turns_not_shown:
         c.print(f"({summary.turns_not_shown} earlier turn(s) are in the trace only)")
     c.print(
-        f"audio ({summary.audio_backend}): {summary.underflows} underrun(s), "
+        f"audio ({render.esc(summary.audio_backend)}): {summary.underflows} underrun(s), "
         f"{summary.overflows} overrun(s), output latency {summary.output_latency_ms} ms; "
         f"tokens: {summary.usage.get('total_tokens', 0)}"
     )
     for e in summary.errors:
-        c.print(f"[red]error[/] {e.get('code')}: {e.get('message')}")
+        c.print(f"[red]error[/] {render.esc(e.get('code'))}: {render.esc(e.get('message'))}")
     if summary.trace:
-        c.print(f"trace: {summary.trace}")
+        c.print(f"trace: {render.esc(summary.trace)}")
 
 
 def _fmt_ms(value: float | None) -> str:
@@ -302,8 +302,9 @@ def local_server(host: str, port: int, session_limit_s: float | None = None) -> 
 
     def ready(server: Any) -> None:
         render.out().print(
-            f"local Realtime server on [bold]{server.base_url}[/] (a parrot; any key works)\n"
-            f"try:  pivoicectl run --url {server.base_url}   (with OPENAI_API_KEY=anything)",
+            f"local Realtime server on [bold]{render.esc(server.base_url)}[/] (a parrot; any "
+            f"key works)\ntry:  pivoicectl run --url {render.esc(server.base_url)}   "
+            "(with OPENAI_API_KEY=anything)",
         )
         sys.stdout.flush()  # scripts wait for this line on a pipe
 

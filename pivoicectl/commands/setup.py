@@ -153,7 +153,7 @@ def _was(current: str, saved: str | None) -> str:
 
 
 def _status(progress: bool, text: str) -> AbstractContextManager[Any]:
-    return output.err().status(text) if progress else nullcontext()
+    return output.err().status(output.plain(text)) if progress else nullcontext()
 
 
 def _node_exists(name: str, kind: str) -> bool:
@@ -544,7 +544,7 @@ def render(result: SetupResult, json_out: bool) -> None:
     if result.dry_run:
         c.print(f"[bold]{title} --dry-run[/]: nothing was changed")
         if result.config_text:
-            c.print(f"[dim]--- {result.config_path}[/]")
+            c.print(f"[dim]--- {output.esc(result.config_path)}[/]")
             c.print(result.config_text, markup=False)
         c.print("[bold]would:[/]" if result.actions else "nothing to change: already set up")
         for a in result.actions:
@@ -552,19 +552,20 @@ def render(result: SetupResult, json_out: bool) -> None:
         return
     if result.mic:
         c.print(
-            f"mic [bold]{result.mic}[/] · speaker [bold]{result.speaker}[/] · "
-            f"PipeWire {result.pipewire_version} ({result.template}) · "
-            f"WirePlumber {result.wireplumber_version or '?'}"
+            f"mic [bold]{output.esc(result.mic)}[/] · "
+            f"speaker [bold]{output.esc(result.speaker)}[/] · "
+            f"PipeWire {output.esc(result.pipewire_version)} ({output.esc(result.template)}) · "
+            f"WirePlumber {output.esc(result.wireplumber_version or '?')}"
         )
     for a in result.actions:
-        c.print(f"  [green]✓[/] {a}", markup=True)
+        c.print(f"  [green]✓[/] {output.esc(a)}", markup=True)
     for n in result.notes:
-        c.print(f"  [yellow]![/] {n}")
+        c.print(f"  [yellow]![/] {output.esc(n)}")
     if result.operation == "undo":
-        c.print(f"default source: [bold]{result.default_source}[/]")
+        c.print(f"default source: [bold]{output.esc(result.default_source)}[/]")
     elif result.complete:
-        c.print(f"default source: [bold]{result.default_source}[/]")
+        c.print(f"default source: [bold]{output.esc(result.default_source)}[/]")
         if result.persistence:
-            c.print(f"across reboots: {result.persistence}")
+            c.print(f"across reboots: {output.esc(result.persistence)}")
     elif not result.complete:
         c.print("[yellow]setup is not complete[/]: see the notes above")

@@ -45,10 +45,10 @@ def up(
     except ValueError as e:
         raise UserError(f"bad room setting: {e}", "see `pivoicectl sim up --help`") from e
     paths = _paths(sim_dir)
-    with render.err().status(f"starting the simulated room in {paths.root} …"):
+    with render.err().status(render.plain(f"starting the simulated room in {paths.root} …")):
         instance.up(paths, room, wireplumber_delay_s=wireplumber_delay_s)
     render.err().print(
-        f"[green]simulated room up[/] in {paths.root}: delay {room.delay_ms} ms, "
+        f"[green]simulated room up[/] in {render.esc(paths.root)}: delay {room.delay_ms} ms, "
         f"gain {room.gain}, rt60 {room.rt60_s} s "
         f"(ERL {roomlib.expected_erl_db(room):.1f} dB). Stop it with `pivoicectl sim down`."
     )
@@ -73,18 +73,18 @@ def render_env(result: SimEnv, json_out: bool) -> None:
 def down(sim_dir: Path | None, keep: bool = False) -> None:
     paths = _paths(sim_dir)
     if not paths.instance_file.exists():
-        render.err().print(f"no simulated room in {paths.root}: nothing to stop")
+        render.err().print(render.plain(f"no simulated room in {paths.root}: nothing to stop"))
         return
     stopped = instance.down(paths, remove=not keep)
     what = ", ".join(stopped) if stopped else "nothing was running"
     kept = f"; kept {paths.root}" if keep else ""
-    render.err().print(f"simulated room down ({what}){kept}")
+    render.err().print(render.plain(f"simulated room down ({what}){kept}"))
 
 
 def restart(sim_dir: Path | None) -> None:
     paths = _paths(sim_dir)
     instance.restart(paths)
-    render.err().print(f"simulated room restarted in {paths.root}")
+    render.err().print(render.plain(f"simulated room restarted in {paths.root}"))
 
 
 def status(sim_dir: Path | None) -> SimStatus:
@@ -121,17 +121,19 @@ def render_status(s: SimStatus, json_out: bool) -> None:
         return
     c = render.out()
     state = "[green]running[/]" if s.running else "[red]not running[/]"
-    c.print(f"simulated room in {s.root}: {state}")
+    c.print(f"simulated room in {render.esc(s.root)}: {state}")
     for name, alive in s.daemons.items():
-        c.print(f"  {name:15} {'up' if alive else 'down'}")
+        c.print(render.plain(f"  {name:15} {'up' if alive else 'down'}"))
     if s.room:
         r = s.room
         c.print(
-            f"  echo path: delay {r['delay_ms']} ms, gain {r['gain']}, rt60 {r['rt60_s']} s, "
-            f"reverb {r['reverb_db']} dB → ERL {s.expected_erl_db} dB"
+            render.plain(
+                f"  echo path: delay {r['delay_ms']} ms, gain {r['gain']}, rt60 {r['rt60_s']} s, "
+                f"reverb {r['reverb_db']} dB → ERL {s.expected_erl_db} dB"
+            )
         )
     for name, present in s.nodes.items():
-        c.print(f"  node {name:12} {'present' if present else 'absent'}")
+        c.print(render.plain(f"  node {name:12} {'present' if present else 'absent'}"))
     if s.running:
         c.print('  point commands at it with: eval "$(pivoicectl sim env)"')
 
