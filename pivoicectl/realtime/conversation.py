@@ -233,6 +233,8 @@ class Conversation:
         self._open_turns: list[TurnMetrics] = []
         self.completed_turns = 0
         self._transcripts_shown: set[str] = set()
+        self.invalid_events = 0
+        """Frames from the service that were not a usable event (not JSON, too deep, ...)."""
         self.fatal_error: dict[str, Any] | None = None
         """The last error of this connection that no retry can heal (see FATAL_ERRORS)."""
         self._half_sample: dict[str, bytes] = {}
@@ -301,7 +303,11 @@ class Conversation:
     # --- server events ----------------------------------------------------------------
 
     def handle(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
-        """Actions for one server event. Unknown and malformed events are ignored."""
+        """Actions for one server event. Unknown events are ignored; malformed ones are
+        counted and traced, and otherwise ignored too."""
+        if event.type == ev.INVALID:
+            self.invalid_events += 1
+            return [Record({"type": "invalid_event", "problem": event.problem})]
         handler = _HANDLERS.get(event.type)
         if handler is None:
             return []
@@ -691,6 +697,8 @@ class ConversationSummary:
     connections: int = 0
     turns_not_shown: int = 0
     """Earlier turns no longer held in memory (they are in the trace)."""
+    invalid_events: int = 0
+    """Frames from the service that were dropped as unusable."""
 
 
 def summarize(conversation: Conversation) -> ConversationSummary:
@@ -701,4 +709,5 @@ def summarize(conversation: Conversation) -> ConversationSummary:
         errors=list(conversation.errors),
         connections=conversation.connections,
         turns_not_shown=conversation.turns_forgotten,
+        invalid_events=conversation.invalid_events,
     )

@@ -181,7 +181,11 @@ def test_errors_are_shown_and_recorded_but_expected_ones_are_quiet():
 def test_unknown_and_malformed_events_are_ignored():
     conv = make()
     assert conv.handle(evt("something.new", x=1), 0) == []
-    assert conv.handle(ev.parse_server_event("not json"), 0) == []
+    (record,) = conv.handle(ev.parse_server_event("not json"), 0)
+    assert isinstance(record, Record) and record.record["type"] == "invalid_event"
+    assert conv.handle(ev.parse_server_event("[" * 5000 + "]" * 5000), 0)
+    assert conv.invalid_events == 2
+    assert summarize(conv).invalid_events == 2
     assert conv.handle(evt("response.output_audio.delta", delta="!!!"), 0) == []
     assert conv.handle(evt("response.done", response="nonsense"), 0)  # recorded, no crash
 
