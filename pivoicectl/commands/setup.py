@@ -125,13 +125,6 @@ def _pick_speaker(
     )
 
 
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-
-
 def _pipewire_version(info: ServerInfo) -> str:
     # The installed daemon is what loads the file after the restart.
     version = versions.installed_pipewire() or info.pipewire_version
@@ -218,7 +211,7 @@ def setup(opts: SetupOptions, progress: bool = True) -> SetupResult:
         sources, sinks = server.sources(), server.sinks()
     pw_version = _pipewire_version(info)
     conf_path = paths.echo_cancel_conf()
-    old_bytes = _read(conf_path)
+    old_bytes = fileops.read_or_none(conf_path)
     old_pins = echo_config.pinned_devices(old_bytes.decode(errors="replace")) if old_bytes else None
     mic = _pick_mic(opts.mic, sources, info, old_pins[0] if old_pins else None)
     speaker = _pick_speaker(opts.speaker, sinks, info, old_pins[1] if old_pins else None)
@@ -285,12 +278,17 @@ def setup(opts: SetupOptions, progress: bool = True) -> SetupResult:
             result.notes.append("--undo still puts back what was there before the first setup")
 
     if write:
-        if old_bytes is not None:
-            result.backup_path = str(fileops.backup(conf_path, paths.backup_dir()))
-            result.actions.append(f"backed up the previous config to {result.backup_path}")
-            if first_setup:
-                _update_undo(backup_path=result.backup_path)
-        fileops.atomic_write(conf_path, new_bytes)
+        try:
+            if old_bytes is not None:
+                result.backup_path = str(fileops.backup(conf_path, paths.backup_dir()))
+                result.actions.append(f"backed up the previous config to {result.backup_path}")
+                if first_setup:
+                    _update_undo(backup_path=result.backup_path)
+            fileops.atomic_write(conf_path, new_bytes)
+        except UserError:
+            if first_setup:  # nothing was changed: nothing to undo
+                paths.setup_undo_file().unlink(missing_ok=True)
+            raise
         result.actions.append(f"wrote {conf_path} ({result.template})")
 
     if need_restart and not _restart(result, opts, progress):
@@ -393,6 +391,8 @@ def _load_undo() -> dict[str, Any]:
         raise UserError(
             "there is no setup to undo", f"{paths.setup_undo_file()} does not exist"
         ) from e
+    except OSError as e:
+        raise fileops.file_error(paths.setup_undo_file(), "read", e) from e
     except ValueError as e:
         raise UserError(
             f"the undo record {paths.setup_undo_file()} is damaged",
@@ -472,7 +472,7 @@ def _restore_defaults_v1(record: dict[str, Any], result: SetupResult) -> None:
 def undo(opts: SetupOptions, progress: bool = True) -> SetupResult:
     record = _load_undo()
     conf_path = Path(record["config_path"])
-    current = _read(conf_path)
+    current = fileops.read_or_none(conf_path)
     result = SetupResult(
         operation="undo", changed=False, dry_run=opts.dry_run, config_path=str(conf_path)
     )
@@ -504,11 +504,14 @@ def undo(opts: SetupOptions, progress: bool = True) -> SetupResult:
     if user_edited:
         saved = fileops.backup(conf_path, paths.backup_dir())
         result.notes.append(f"{conf_path} was edited after setup; kept a copy at {saved}")
+    with fileops.boundary(conf_path, "restore" if backup_path else "remove"):
+        if backup_path:
+            os.replace(backup_path, conf_path)
+        elif current is not None:
+            conf_path.unlink()
     if backup_path:
-        os.replace(backup_path, conf_path)
         result.actions.append(f"restored {conf_path} from {backup_path}")
     elif current is not None:
-        conf_path.unlink()
         result.actions.append(f"removed {conf_path}")
     for d in reversed(record.get("created_dirs", [])):
         try:
@@ -527,7 +530,8 @@ def undo(opts: SetupOptions, progress: bool = True) -> SetupResult:
         final = server.info()
     result.default_source = final.default_source
     result.default_sink = final.default_sink
-    paths.setup_undo_file().unlink()
+    with fileops.boundary(paths.setup_undo_file(), "remove"):
+        paths.setup_undo_file().unlink()
     result.changed = True
     return result
 

@@ -344,3 +344,31 @@ def test_doctor_fix_right_after_a_restart_waits_for_wireplumber(room):
     assert proc.returncode == 0, (proc.stderr, checks)
     assert checks["default-source"] == "pass" and checks["default-persisted"] == "pass"
     assert room.info().default_source == "source_ec"
+
+
+def test_a_file_tree_that_is_not_what_it_should_be_is_one_line_and_changes_nothing(room, tmp_path):
+    # A file where the drop-in directory belongs (the room's own drop-in directory is
+    # put aside meanwhile): setup and its dry run both say so.
+    aside = room.conf_dir.with_name("aside")
+    room.conf_dir.rename(aside)
+    room.conf_dir.write_text("not a directory\n")
+    for args in ((), ("--dry-run",)):
+        proc = run_cli("setup", *args, env=room.env)
+        assert_one_line_error(proc, 2, "cannot read", "pipewire.conf.d", "move that file away")
+    assert room.conf_dir.read_text() == "not a directory\n"
+    assert not (room.paths.state / "pivoicectl" / "setup-undo.json").exists()
+    room.conf_dir.unlink()
+    aside.rename(room.conf_dir)
+    # A directory where the config file belongs.
+    room.ec_conf.mkdir(parents=True)
+    assert_one_line_error(run_cli("setup", env=room.env), 2, "60-echo-cancel.conf", "directory")
+    room.ec_conf.rmdir()
+    # A state home that cannot hold the undo record: nothing of the user's is touched.
+    not_a_dir = tmp_path / "state-file"
+    not_a_dir.write_text("")
+    env = {**room.env, "XDG_STATE_HOME": str(not_a_dir)}
+    before = snapshot(room.paths.config)
+    assert_one_line_error(run_cli("setup", env=env), 2, "cannot write", "setup-undo.json")
+    assert_one_line_error(run_cli("setup", "--undo", env=env), 2, "cannot read", "setup-undo.json")
+    assert snapshot(room.paths.config) == before
+    assert "source_ec" not in room.names()
