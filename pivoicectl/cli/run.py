@@ -61,6 +61,15 @@ def register(app: typer.Typer) -> None:
         ] = False,
         max_turns: Annotated[int | None, typer.Option(help="Stop after N answers.", min=1)] = None,
         duration: Annotated[float | None, typer.Option(help="Stop after SECONDS.", min=0.1)] = None,
+        audio_timeout: Annotated[
+            float | None,
+            typer.Option(
+                help="How long to wait for an audio server that went away (restart, crash) "
+                "before giving up, s. [default: 60]",
+                min=1,
+                max=3600,
+            ),
+        ] = None,
         chime: Annotated[
             bool | None,
             typer.Option(
@@ -180,6 +189,7 @@ def register(app: typer.Typer) -> None:
             "trace": str(trace) if trace else None,
             "max_turns": max_turns,
             "duration_s": duration,
+            "audio_timeout_s": audio_timeout,
             "local": local or None,
             "chime": chime,
             "barge_in": barge_in,

@@ -48,6 +48,7 @@ def open_audio_edge(settings: Any, playback: PlaybackQueue) -> tuple[str, Any]:
             settings.input_device,
             settings.output_device,
             block_ms=settings.input_block_ms,
+            audio_timeout_s=settings.audio_timeout_s,
         )
     from pivoicectl.realtime.audio_io import SoundDeviceAudio
 

@@ -144,6 +144,9 @@ class EdgeCounters:
         """When (monotonic) the last audio handed to the sound system will have been
         heard. Why: the edge holds audio ahead of the speaker that is no longer in the
         `PlaybackQueue`, and the echo guard must stay closed until it has played."""
+        self.state_listener: Callable[[str, str], None] | None = None
+        """Set by the client: told ("lost", why), ("back", ...) and ("gone", why) by an
+        edge that recovers from a lost audio server (the libpulse one)."""
         self.relaxed_ms = 0
         """Set by the client: the audio may be read this seldom (ms) for now, because
         the uplink sends it that seldom anyway (one of its batches); 0 while

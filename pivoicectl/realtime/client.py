@@ -86,6 +86,9 @@ class AudioEdge(Protocol):
     """When (monotonic) the audio handed over so far will have been heard."""
     relaxed_ms: int
     """How seldom the edge may deliver mic audio for now (0: every block, promptly)."""
+    state_listener: Callable[[str, str], None] | None
+    """Told ("lost", why), ("back", text) and ("gone", why), on the event loop, by an edge
+    that recovers from a lost audio server."""
 
     def start(
         self, loop: asyncio.AbstractEventLoop, mic: Callable[[bytes, float], None]
@@ -196,6 +199,8 @@ class RealtimeClient:
         self._last_reported = ""
         """The last reason for waiting that the user was shown (shown again only when
         it changes)."""
+        self._audio_gone: str | None = None
+        """Why the audio server is gone for good (the edge gave up waiting for it)."""
 
     def stop(self, reason: str) -> None:
         """Ask the run to end (signal handlers, limits); safe to call repeatedly."""
@@ -208,6 +213,7 @@ class RealtimeClient:
     async def run(self) -> ClientResult:
         start_s, cpu0 = self.clock(), time.process_time()
         loop = asyncio.get_running_loop()
+        self.audio.state_listener = self._on_audio_state
         self.audio.start(loop, self._on_mic)
         ticker = asyncio.create_task(self._tick())
         duration = self.options.duration_s
@@ -233,6 +239,12 @@ class RealtimeClient:
             self.audio.stop()
             for report in self.audio.drain_reports():
                 self._execute(self.conversation.played(report))
+        if self._audio_gone is not None:
+            raise UserError(
+                self._audio_gone,
+                hint="check `systemctl --user status pipewire pipewire-pulse wireplumber`",
+                exit_code=1,
+            )
         return ClientResult(
             reason=self.stop_reason,
             elapsed_s=self.clock() - start_s,
@@ -596,6 +608,23 @@ class RealtimeClient:
                 self._pump_reports()
                 self._housekeep(now)
             await asyncio.sleep(self._housekeeping_s - now + MIC_GRACE_S)
+
+    def _on_audio_state(self, state: str, text: str) -> None:
+        """The audio edge lost the audio server, got it back, or gave up on it.
+
+        While it is away nothing is recorded, so nothing is sent and the service cannot
+        take the silence for speech; the answer that was playing is stopped and
+        truncated at what the speaker had played, like a barge-in."""
+        now = self.clock()
+        self.trace.write({"type": f"audio_{state}", "detail": text}, now)
+        if state == "lost":
+            self.ui.show("status", f"({text}; waiting for it to come back)")
+            self._execute(self.conversation.local_interrupt(now, source="audio_lost"))
+        elif state == "back":
+            self.ui.show("status", f"({text}; listening again)")
+        else:
+            self._audio_gone = text
+            self.stop("the audio server is gone")
 
     def _execute(self, actions: list[Action]) -> None:
         """Run actions that need no await; `Send`s outside a connection are dropped."""

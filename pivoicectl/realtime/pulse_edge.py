@@ -51,7 +51,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import sys
 import time
 from typing import Any
 
@@ -78,6 +77,10 @@ RIDE_SLACK_S = 0.01
 paced a period apart (the local server's, a steady service's) then always come first
 and carry every tick, and wakeup jitter does not hand ticks back to the timer."""
 
+REOPEN_DELAYS_S = (0.25, 0.5, 1.0, 2.0)
+"""Waits between attempts to reopen the streams after the audio server went away (the
+last one repeats): a restarted PipeWire answers within about a second."""
+
 SERVER_BUFFER_S = 2.0
 """Room the server keeps for the speaker stream; only the lead (at most a few hundred
 ms) of it is ever used."""
@@ -93,6 +96,7 @@ class PulseAudioEdge(EdgeCounters):
         output_device: str | None = None,
         block_ms: int = 20,
         lead_ms: int | None = None,
+        audio_timeout_s: float = 60.0,
     ) -> None:
         self.playback = playback
         self.input_device = input_device
@@ -117,6 +121,12 @@ class PulseAudioEdge(EdgeCounters):
         self.server_lags = 0
         """Top-ups where the server's own indices said it held more than the count."""
         self.error: str | None = None
+        self.audio_timeout_s = audio_timeout_s
+        self._mic_sink: MicSink | None = None
+        self._lost_s: float | None = None
+        """When (monotonic) the audio server went away, while it is away."""
+        self._reopen_attempts = 0
+        self._reopen_timer: asyncio.TimerHandle | None = None
         self._context: Any = None
         self._mic_stream: Any = None
         self._speaker: Any = None
@@ -146,16 +156,7 @@ class PulseAudioEdge(EdgeCounters):
                     hint="see `pivoicectl devices`; PortAudio names need --audio-backend portaudio",
                 )
         try:
-            self._context = libpulse.Context("pivoicectl run")
-            self._mic_stream = self._context.record(
-                "pivoicectl mic", self.input_device, SAMPLE_RATE_HZ, self.block_bytes
-            )
-            self._speaker = self._context.playback(
-                "pivoicectl speaker",
-                self.output_device,
-                SAMPLE_RATE_HZ,
-                int(SERVER_BUFFER_S * SAMPLE_RATE_HZ) * BYTES_PER_SAMPLE,
-            )
+            self._open()
         except libpulse.PulseError as exc:
             self.stop()
             named = self.input_device or self.output_device
@@ -168,17 +169,39 @@ class PulseAudioEdge(EdgeCounters):
                     else "check `pivoicectl doctor`"
                 ),
             ) from None
-        self._mic = mic
-        self._mic_stream.on("overflow", self._on_overflow)
-        self.input_latency_s = self._mic_stream.measured_latency_s() or 0.0
+        self._mic = self._mic_sink = mic
         self.playback.set_listener(self._on_playback)
         self.playback.set_unheard_estimate(self._unheard_ms)
         self._loop = loop
         self._schedule(loop, loop.time() + self.block_ms / 1000)
 
+    def _open(self) -> None:
+        """Connect and open both streams (on the configured names or the defaults)."""
+        from pivoicectl import libpulse
+
+        self._context = libpulse.Context("pivoicectl run")
+        self._mic_stream = self._context.record(
+            "pivoicectl mic", self.input_device, SAMPLE_RATE_HZ, self.block_bytes
+        )
+        self._speaker = self._context.playback(
+            "pivoicectl speaker",
+            self.output_device,
+            SAMPLE_RATE_HZ,
+            int(SERVER_BUFFER_S * SAMPLE_RATE_HZ) * BYTES_PER_SAMPLE,
+        )
+        self._mic_stream.on("overflow", self._on_overflow)
+        self.input_latency_s = self._mic_stream.measured_latency_s() or 0.0
+        self._pending.clear()
+        self._drain_s = 0.0
+        self._next_timing_s = 0.0
+
     def stop(self) -> None:
         """Stop the tick, let the speaker's lead play out, disconnect (idempotent)."""
-        self._mic = None
+        self._mic = self._mic_sink = None
+        self._lost_s = None
+        reopen, self._reopen_timer = self._reopen_timer, None
+        if reopen is not None:
+            reopen.cancel()
         self.playback.set_listener(None)
         self.playback.set_unheard_estimate(None)
         timer, self._timer = self._timer, None
@@ -240,6 +263,8 @@ class PulseAudioEdge(EdgeCounters):
         if self._context is None:
             return
         self._tick()
+        if self._context is None:
+            return  # the server went away during the tick: `_lost` took over
         period = self._period_s()
         next_s = due_s + period
         if next_s < loop.time() - period:  # the loop stalled: start afresh, no catch-up
@@ -280,11 +305,76 @@ class PulseAudioEdge(EdgeCounters):
                 self._mic(block, len(pending) / BYTES_PER_SAMPLE / SAMPLE_RATE_HZ)
 
     def _lost(self, why: str) -> None:
-        """The audio server went away: say so once and stop the audio."""
-        self.error = f"audio server connection lost ({why}); audio stopped"
-        print(self.error, file=sys.stderr)
-        self._context = None
+        """The audio server went away (restarted, upgraded, crashed): stop the audio,
+        tell the client, and try to reopen the streams until it is back."""
+        self.error = f"audio server connection lost ({why})"
+        context, self._context = self._context, None
+        self._mic_stream = self._speaker = None
         self._mic = None
+        with contextlib.suppress(Exception):
+            if context is not None:
+                context.close()
+        self._lost_s = time.monotonic()
+        self._reopen_attempts = 0
+        self._tell("lost", self.error)
+        self._schedule_reopen()
+
+    def _tell(self, state: str, text: str) -> None:
+        if self.state_listener is not None:
+            self.state_listener(state, text)
+
+    def _schedule_reopen(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        delay = REOPEN_DELAYS_S[min(self._reopen_attempts, len(REOPEN_DELAYS_S) - 1)]
+        self._reopen_attempts += 1
+        self._reopen_timer = loop.call_later(delay, self._reopen)
+
+    def _reopen(self) -> None:
+        """One attempt to get the audio back; the next is scheduled if it fails."""
+        from pivoicectl import libpulse, session_manager
+
+        self._reopen_timer = None
+        if self._lost_s is None or self._mic_sink is None:
+            return  # stopped meanwhile
+        away_s = time.monotonic() - self._lost_s
+        if away_s > self.audio_timeout_s:
+            self._lost_s = None
+            self._tell(
+                "gone",
+                f"the audio server did not come back within {self.audio_timeout_s:g} s "
+                f"({self.error})",
+            )
+            return
+        try:
+            # A stream on a device that is not there yet would quietly go to the default,
+            # and before WirePlumber runs the default is not source_ec yet.
+            ready = all(
+                server_has_node(name, kind)
+                for name, kind in ((self.input_device, "input"), (self.output_device, "output"))
+                if name
+            )
+            if ready and not (self.input_device and self.output_device):
+                ready = session_manager.ready()
+            if ready:
+                self._open()
+        except (libpulse.PulseError, UserError):
+            ready = False
+        if not ready or self._context is None:
+            if self._context is not None:
+                with contextlib.suppress(Exception):
+                    self._context.close()
+            self._context = self._mic_stream = self._speaker = None
+            self._schedule_reopen()
+            return
+        self._lost_s = None
+        self.error = None
+        self._mic = self._mic_sink
+        loop = self._loop
+        assert loop is not None
+        self._schedule(loop, loop.time() + self.block_ms / 1000)
+        self._tell("back", f"audio server back after {away_s:.1f} s")
 
     def _held_s(self, now: float) -> float:
         """Audio the server holds for the speaker that a flush now would drop."""

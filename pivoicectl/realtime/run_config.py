@@ -81,6 +81,7 @@ _FIELDS: dict[str, tuple[str, type]] = {
     "trace": ("PIVOICECTL_TRACE", str),
     "max_turns": ("PIVOICECTL_MAX_TURNS", int),
     "duration_s": ("PIVOICECTL_DURATION", float),
+    "audio_timeout_s": ("PIVOICECTL_AUDIO_TIMEOUT", float),
     "chime": ("PIVOICECTL_CHIME", bool),
     "barge_in": ("PIVOICECTL_BARGE_IN", str),
     "barge_in_frame_ms": ("PIVOICECTL_BARGE_IN_FRAME_MS", int),
@@ -124,6 +125,8 @@ class RunSettings:
     trace: str | None = None
     max_turns: int | None = None
     duration_s: float | None = None
+    audio_timeout_s: float = 60.0
+    """How long the audio edge keeps trying to reopen a lost audio server."""
     api_key: str | None = None
     local: bool = False
     chime: bool = True
@@ -214,6 +217,11 @@ class RunSettings:
             )
         if self.max_turns is not None and self.max_turns < 1:
             raise UserError("--max-turns must be at least 1", hint="leave it out to run on")
+        if not 1.0 <= self.audio_timeout_s <= 3600.0:
+            raise UserError(
+                f"audio_timeout = {self.audio_timeout_s:g} s is out of range",
+                hint="use 1 to 3600 seconds",
+            )
         if self.duration_s is not None and self.duration_s <= 0:
             raise UserError("--duration must be positive seconds", hint="e.g. --duration 60")
         if not self.url.startswith(("ws://", "wss://")):
@@ -311,6 +319,11 @@ def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+_TOML_NAMES = {"duration": "duration_s", "audio_timeout": "audio_timeout_s"}
+"""config.toml keys that differ from the field they set (the flag's name)."""
+_FIELD_TOML = {field: key for key, field in _TOML_NAMES.items()}
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """The `[run]` table of the config file ({} if the file does not exist)."""
     try:
@@ -334,11 +347,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: [run] must be a table", hint="see `pivoicectl run --help`")
     out: dict[str, Any] = {}
     for key, value in table.items():
-        name = "duration_s" if key == "duration" else key
+        name = _TOML_NAMES.get(key, key)
         if name not in _FIELDS:
             raise UserError(
                 f"{path}: unknown setting {key!r} in [run]",
-                hint="known: " + ", ".join(k if k != "duration_s" else "duration" for k in _FIELDS),
+                hint="known: " + ", ".join(_FIELD_TOML.get(k, k) for k in _FIELDS),
             )
         out[name] = _coerce(name, str(path), value, _FIELDS[name][1])
     return out

@@ -21,6 +21,7 @@ import pytest
 
 from pivoicectl.dsp.levels import frame_levels_dbfs
 from pivoicectl.realtime.trace import read_trace
+from pivoicectl.sim import instance
 from pivoicectl.wavfile import write_wav
 from tests.conftest import run_cli
 from tests.integration.audio import start_record, stop_record
@@ -313,3 +314,51 @@ def test_dropped_connection_reconnects_restores_the_session_and_carries_on(room,
     first, second = summary["turns"]
     assert first["status"] == "disconnected"
     assert second["status"] == "completed" and second["audio_received_ms"] > 1000
+
+
+@pytest.mark.timeout(150)
+def test_an_audio_server_restart_mid_conversation_is_survived(room, tmp_path):
+    """PipeWire, WirePlumber and pipewire-pulse restarted together (setup, an upgrade,
+    a crash): run reopens its streams and the next question is heard and answered."""
+    run_cli("setup", "--json", env=room.env, check=True)
+    question = voiced_wav(tmp_path / "question.wav", 2.0, f0=140)
+    again = voiced_wav(tmp_path / "again.wav", 1.5, f0=180)
+    trace = tmp_path / "trace.jsonl"
+    run = RunProcess(room.env, trace, "--local", "--max-turns", "2", "--duration", "90")
+    run.wait_for(lambda r: r["type"] == "session", 15, "session.created")
+    time.sleep(0.5)
+    subprocess.run(["paplay", "-d", "sim_air", str(question)], env=room.env, check=True)
+    run.wait_for_answers(1, 10)
+    run.wait_for(lambda r: r["type"] == "turn", 15, "the first answer to end")
+    run_cli("sim", "restart", env=room.env, check=True)
+    run.wait_for(lambda r: r["type"] == "audio_lost", 10, "the loss noticed")
+    back = run.wait_for(lambda r: r["type"] == "audio_back", 30, "the audio reopened")
+    time.sleep(0.5)
+    subprocess.run(["paplay", "-d", "sim_air", str(again)], env=room.env, check=True)
+    answer = run.wait_for_answers(2, 10)
+    summary = run.finish(timeout_s=30)
+    records = read_trace(trace)
+    assert answer["t_s"] - back["t_s"] < 5.0 + 1.5 + 0.5  # the question itself takes 2 s
+    assert summary["connections"] == 1  # the service session stayed up meanwhile
+    first, second = summary["turns"][:2]
+    assert first["status"] == "completed"
+    assert second["status"] == "completed" and second["audio_received_ms"] > 500
+    assert "waiting for it to come back" in run.err and "listening again" in run.err
+    assert not _types(records, "audio_gone")
+
+
+@pytest.mark.timeout(90)
+def test_an_audio_server_that_stays_away_ends_run_with_one_line_and_exit_1(room, tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    run = RunProcess(room.env, trace, "--local", "--audio-timeout", "2", "--duration", "60")
+    run.wait_for(lambda r: r["type"] == "session", 15, "session.created")
+    instance.stop_daemons(room.paths)  # and it does not come back
+    try:
+        out, err = run.proc.communicate(timeout=30)
+    finally:
+        run.proc.kill()
+    assert run.proc.returncode == 1, (out, err)
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "did not come back within 2 s" in lines[0], err
+    assert "Traceback" not in err
+    assert _types(read_trace(trace), "audio_gone")
