@@ -54,6 +54,8 @@ class RunSummary:
     """Subtracted from the audio handed to the device when truncating after a barge-in."""
     turns: list[dict[str, Any]] = field(default_factory=list)
     turns_not_shown: int = 0
+    invalid_events: int = 0
+    """Frames from the service dropped as unusable (not JSON, nested too deep, ...)."""
     usage: dict[str, Any] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     trace: str | None = None
@@ -241,6 +243,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         unheard_at_abort_ms=audio.unheard_at_abort_ms,
         turns=summary_data.turns,
         turns_not_shown=summary_data.turns_not_shown,
+        invalid_events=summary_data.invalid_events,
         usage=summary_data.usage,
         errors=summary_data.errors,
         trace=settings.trace,
@@ -276,6 +279,8 @@ def render_summary(summary: RunSummary, json_out: bool) -> None:
         c.print(table)
     if summary.turns_not_shown:
         c.print(f"({summary.turns_not_shown} earlier turn(s) are in the trace only)")
+    if summary.invalid_events:
+        c.print(f"({summary.invalid_events} unusable frame(s) from the service were dropped)")
     c.print(
         f"audio ({render.esc(summary.audio_backend)}): {summary.underflows} underrun(s), "
         f"{summary.overflows} overrun(s), output latency {summary.output_latency_ms} ms; "
