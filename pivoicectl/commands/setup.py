@@ -451,18 +451,17 @@ def _restore_defaults_v1(record: dict[str, Any], result: SetupResult) -> None:
     prev_sink = record.get("previous_default_sink") or ""
     with AudioServer.connect() as server:
         now = server.info()
-        if prev_source and now.default_source != prev_source:
-            if server.find(prev_source, "source"):
-                server.set_default_source(prev_source)
-                result.actions.append(f"set the default source back to {prev_source}")
+        for kind, prev, current, set_default in (
+            ("source", prev_source, now.default_source, server.set_default_source),
+            ("sink", prev_sink, now.default_sink, server.set_default_sink),
+        ):
+            if not prev or current == prev:
+                continue
+            if server.find(prev, kind):
+                set_default(prev)
+                result.actions.append(f"set the default {kind} back to {prev}")
             else:
-                result.notes.append(f"the previous default source {prev_source} is gone")
-        if prev_sink and now.default_sink != prev_sink:
-            if server.find(prev_sink, "sink"):
-                server.set_default_sink(prev_sink)
-                result.actions.append(f"set the default sink back to {prev_sink}")
-            else:
-                result.notes.append(f"the previous default sink {prev_sink} is gone")
+                result.notes.append(f"the previous default {kind} {prev} is gone")
     if prev_source:
         result.persisted = wireplumber_state.wait_persisted(
             wireplumber_state.SOURCE_KEY, prev_source
