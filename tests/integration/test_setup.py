@@ -372,3 +372,19 @@ def test_a_file_tree_that_is_not_what_it_should_be_is_one_line_and_changes_nothi
     assert_one_line_error(run_cli("setup", "--undo", env=env), 2, "cannot read", "setup-undo.json")
     assert snapshot(room.paths.config) == before
     assert "source_ec" not in room.names()
+
+
+def test_undo_of_a_record_from_an_earlier_version_sets_the_previous_defaults_back(room):
+    """Records written before WirePlumber's saved defaults were kept name only the
+    previous default source and sink: undo still works from them."""
+    setup_json(room)
+    undo_file = room.paths.state / "pivoicectl" / "setup-undo.json"
+    record = json.loads(undo_file.read_text())
+    del record["previous_saved_defaults"]
+    record["version"] = 1
+    undo_file.write_text(json.dumps(record))
+    r = json.loads(run_cli("setup", "--undo", "--json", env=room.env, check=True).stdout)
+    assert r["operation"] == "undo" and r["default_source"] == "sim_mic"
+    assert room.info().default_source == "sim_mic"
+    assert persisted(room, expect="sim_mic") == "sim_mic"
+    assert not undo_file.exists() and not room.ec_conf.exists()
