@@ -449,13 +449,28 @@ def _restore_defaults_v1(record: dict[str, Any], result: SetupResult) -> None:
     previous default source and sink again."""
     prev_source = record.get("previous_default_source") or ""
     prev_sink = record.get("previous_default_sink") or ""
+    saved = wireplumber_state.persisted_defaults()
     with AudioServer.connect() as server:
         now = server.info()
-        for kind, prev, current, set_default in (
-            ("source", prev_source, now.default_source, server.set_default_source),
-            ("sink", prev_sink, now.default_sink, server.set_default_sink),
+        for kind, prev, current, key, set_default in (
+            (
+                "source",
+                prev_source,
+                now.default_source,
+                wireplumber_state.SOURCE_KEY,
+                server.set_default_source,
+            ),
+            (
+                "sink",
+                prev_sink,
+                now.default_sink,
+                wireplumber_state.SINK_KEY,
+                server.set_default_sink,
+            ),
         ):
-            if not prev or current == prev:
+            # Current and saved: WirePlumber may show the old default (source_ec is
+            # gone) while it still has source_ec saved for the next boot.
+            if not prev or (current == prev and saved.get(key) in (None, prev)):
                 continue
             if server.find(prev, kind):
                 set_default(prev)
