@@ -292,7 +292,14 @@ def test_undo_rebuilds_wireplumbers_list_of_earlier_defaults(room):
     with AudioServer.connect(server=room.env["PULSE_SERVER"]) as server:
         server.set_default_source("sim_speaker.monitor")
         server.set_default_source("sim_mic")
-    wait_saved(room, lambda s: configured(s)[SOURCE_KEY][0] == "sim_mic")
+    # Both choices saved (the file named sim_mic alone before them, so wait for both).
+    wait_saved(
+        room,
+        lambda s: (
+            configured(s)[SOURCE_KEY][:1] == ["sim_mic"]
+            and "sim_speaker" in configured(s)[SOURCE_KEY]
+        ),
+    )
     if WHOLE_LISTS:
         assert configured(saved_state(room))[SOURCE_KEY] == ["sim_mic", "sim_speaker"]
     baseline(room)
