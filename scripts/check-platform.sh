@@ -4,6 +4,7 @@
 #   sudo scripts/check-platform.sh trixie-amd64    # Debian trixie, PipeWire 1.4
 #   sudo scripts/check-platform.sh trixie-arm64    # the same on arm64, under qemu-user
 #   sudo scripts/check-platform.sh bookworm        # Debian bookworm, PipeWire 0.3.65
+#                                                  # (on this machine's architecture)
 #
 # It builds the chroot with debootstrap (or reuses one that an earlier run finished),
 # installs the Debian packages the way a user does (scripts/install-system-deps.sh),
@@ -536,7 +537,7 @@ if ((prereqs_ok)); then
     cd $SRC
     PIVOICECTL_PW_GEN=$pw_gen scripts/install-system-deps.sh
     apt-get install -y -qq --no-install-recommends python3-venv
-    echo \"pipewire \$(dpkg-query -W -f='\${Version}' pipewire), wireplumber \$(dpkg-query -W -f='\${Version}' wireplumber), \$(python3 -V)\"
+    echo \"\$(dpkg --print-architecture): pipewire \$(dpkg-query -W -f='\${Version}' pipewire), wireplumber \$(dpkg-query -W -f='\${Version}' wireplumber), \$(python3 -V)\"
   " last
   ((last_ok)) || prereqs_ok=0
   copy_host_ca
