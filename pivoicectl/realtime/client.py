@@ -194,8 +194,9 @@ class RealtimeClient:
         """When (client clock) housekeeping is next due."""
         self._last_recv = 0.0
         """When (the loop's clock) the service last sent anything."""
-        self._fatal_streak: list[str] = []
-        """The codes of the fatal errors that ended the last connections in a row."""
+        self._fatal_code: str | None = None
+        self._fatal_count = 0
+        """How many connections in a row the unhealable error `_fatal_code` ended."""
         self._last_reported = ""
         """The last reason for waiting that the user was shown (shown again only when
         it changes)."""
@@ -359,16 +360,12 @@ class RealtimeClient:
 
     def _count_fatal(self, error: dict[str, Any] | None) -> None:
         """Raise once the same unhealable error ended `FATAL_REPEATS` connections in a row."""
-        if error is None:
-            self._fatal_streak.clear()
-            return
-        code = str(error.get("code"))
-        if self._fatal_streak and self._fatal_streak[-1] != code:
-            self._fatal_streak.clear()
-        self._fatal_streak.append(code)
-        if len(self._fatal_streak) >= FATAL_REPEATS:
+        code = None if error is None else str(error.get("code"))
+        self._fatal_count = self._fatal_count + 1 if code == self._fatal_code else 1
+        self._fatal_code = code
+        if error is not None and self._fatal_count >= FATAL_REPEATS:
             raise UserError(
-                f"the service refused the session {len(self._fatal_streak)} times: "
+                f"the service refused the session {self._fatal_count} times: "
                 f"{error.get('message') or code} ({code})",
                 hint=FATAL_ERRORS.get(code, "see the service's message"),
             )
@@ -459,8 +456,6 @@ class RealtimeClient:
         while True:
             text = await conn.recv()
             self._last_recv = loop.time()
-            if self.conversation.ready:
-                self._last_reported = ""  # a working session: report the next problem
             now = self.clock()
             event = ev.parse_server_event(text)
             if event.type not in _QUIET_RECVS:
@@ -470,6 +465,8 @@ class RealtimeClient:
             if event.type == "input_audio_buffer.speech_stopped":
                 self._pacer.turn_ended(now)
             actions = self.conversation.handle(event, now)
+            if event.type == "session.created":
+                self._last_reported = ""  # a working session: report the next problem
             for action in actions:
                 if isinstance(action, Send):
                     await self._send(conn, action.event)
