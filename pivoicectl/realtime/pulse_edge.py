@@ -122,7 +122,6 @@ class PulseAudioEdge(EdgeCounters):
         """Top-ups where the server's own indices said it held more than the count."""
         self.error: str | None = None
         self.audio_timeout_s = audio_timeout_s
-        self._mic_sink: MicSink | None = None
         self._lost_s: float | None = None
         """When (monotonic) the audio server went away, while it is away."""
         self._reopen_attempts = 0
@@ -169,7 +168,7 @@ class PulseAudioEdge(EdgeCounters):
                     else "check `pivoicectl doctor`"
                 ),
             ) from None
-        self._mic = self._mic_sink = mic
+        self._mic = mic
         self.playback.set_listener(self._on_playback)
         self.playback.set_unheard_estimate(self._unheard_ms)
         self._loop = loop
@@ -197,7 +196,7 @@ class PulseAudioEdge(EdgeCounters):
 
     def stop(self) -> None:
         """Stop the tick, let the speaker's lead play out, disconnect (idempotent)."""
-        self._mic = self._mic_sink = None
+        self._mic = None
         self._lost_s = None
         reopen, self._reopen_timer = self._reopen_timer, None
         if reopen is not None:
@@ -310,7 +309,6 @@ class PulseAudioEdge(EdgeCounters):
         self.error = f"audio server connection lost ({why})"
         context, self._context = self._context, None
         self._mic_stream = self._speaker = None
-        self._mic = None
         with contextlib.suppress(Exception):
             if context is not None:
                 context.close()
@@ -336,7 +334,7 @@ class PulseAudioEdge(EdgeCounters):
         from pivoicectl import libpulse, session_manager
 
         self._reopen_timer = None
-        if self._lost_s is None or self._mic_sink is None:
+        if self._lost_s is None or self._mic is None:
             return  # stopped meanwhile
         away_s = time.monotonic() - self._lost_s
         if away_s > self.audio_timeout_s:
@@ -370,7 +368,6 @@ class PulseAudioEdge(EdgeCounters):
             return
         self._lost_s = None
         self.error = None
-        self._mic = self._mic_sink
         loop = self._loop
         assert loop is not None
         self._schedule(loop, loop.time() + self.block_ms / 1000)
