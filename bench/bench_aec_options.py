@@ -38,9 +38,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pivoicectl import echo_config, versions
+from pivoicectl.core import echo_config
 from pivoicectl.sim import instance
 from pivoicectl.sim.room import MIC, SPEAKER, RoomSettings, expected_erl_db
+from pivoicectl.system import versions
 
 TALKER_TEXT = "Hey, stop for a second. What is the weather going to be like tomorrow?"
 GOAL_ERLE_DB = 40.0
@@ -93,8 +94,8 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def _wait_source_ec(timeout_s: float = 20.0) -> None:
-    from pivoicectl.audio_server import AudioServer
     from pivoicectl.errors import UserError
+    from pivoicectl.system.audio_server import AudioServer
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -109,8 +110,8 @@ def _wait_source_ec(timeout_s: float = 20.0) -> None:
 
 
 def run_set(paths, version: str, args: dict[str, bool], talker: Path, duration: float) -> dict:
-    from pivoicectl import paths as pv_paths
     from pivoicectl.commands import measure as m
+    from pivoicectl.system import paths as pv_paths
 
     cfg = echo_config.EchoConfig(MIC, SPEAKER, version, args)
     conf = pv_paths.echo_cancel_conf()
@@ -170,7 +171,7 @@ def main() -> None:
     os.environ.update(instance.environment(paths))
     runs: dict[str, list[dict]] = {name: [] for _, name, _ in sets}
     try:
-        from pivoicectl.recorder import espeak_wav
+        from pivoicectl.system.recorder import espeak_wav
 
         talker = root / "talker.wav"
         if not espeak_wav(TALKER_TEXT, talker):

@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_run import StampedRecorder, free_port
-from pivoicectl.realtime.trace import read_trace
+from pivoicectl.realtime.edges.trace_file import read_trace
 from pivoicectl.sim import instance
 from pivoicectl.sim.room import RoomSettings
 from tests.conftest import clean_env, run_cli

@@ -39,10 +39,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_run import StampedRecorder
-from pivoicectl.realtime.audio_io import SoundDeviceAudio
-from pivoicectl.realtime.events import SAMPLE_RATE_HZ
-from pivoicectl.realtime.playback import PlaybackQueue
-from pivoicectl.realtime.pulse_edge import PulseAudioEdge
+from pivoicectl.realtime.edges.portaudio import SoundDeviceAudio
+from pivoicectl.realtime.edges.pulse import PulseAudioEdge
+from pivoicectl.realtime.protocol.events import SAMPLE_RATE_HZ
+from pivoicectl.realtime.session.playback import PlaybackQueue
 from pivoicectl.sim import instance
 from pivoicectl.sim.room import RoomSettings
 from tests.conftest import clean_env

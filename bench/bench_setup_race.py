@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from pivoicectl import versions, wireplumber_state
-from pivoicectl.audio_server import AudioServer
 from pivoicectl.sim import instance
 from pivoicectl.sim.room import RoomSettings
+from pivoicectl.system import versions, wireplumber_state
+from pivoicectl.system.audio_server import AudioServer
 
 WHOLE_LISTS = wireplumber_state.rebuilds_lists(versions.installed_wireplumber())
 

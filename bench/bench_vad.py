@@ -76,8 +76,8 @@ def main() -> None:
 
 def barge_in_costs() -> None:
     from pivoicectl.errors import UserError
-    from pivoicectl.realtime.barge_in import BargeInDetector, BargeInSettings
-    from pivoicectl.realtime.events import ms_to_samples
+    from pivoicectl.realtime.mic.barge_in import BargeInDetector, BargeInSettings
+    from pivoicectl.realtime.protocol.events import ms_to_samples
 
     rng = np.random.default_rng(1)
     n = ms_to_samples(20)

@@ -172,9 +172,9 @@ def register(app: typer.Typer) -> None:
           pivoicectl run --barge-in local            # stop talking at once when you speak
           pivoicectl run --echo-guard vad-gate       # no echo canceller on this path
         """
-        from pivoicectl import paths
         from pivoicectl.commands import run as cmd
-        from pivoicectl.realtime.run_config import load_run_settings
+        from pivoicectl.realtime.settings import load_run_settings
+        from pivoicectl.system import paths
 
         flags = {
             "url": url,

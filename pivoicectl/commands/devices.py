@@ -12,9 +12,9 @@ from typing import Any
 import typer
 
 from pivoicectl import render as output
-from pivoicectl.audio_server import AudioServer, Node
 from pivoicectl.errors import UserError
-from pivoicectl.portaudio import PortAudioDevice, list_devices
+from pivoicectl.system.audio_server import AudioServer, Node
+from pivoicectl.system.portaudio import PortAudioDevice, list_devices
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """`pivoicectl doctor`: gather facts about the audio stack, judge them, optionally fix.
 
-The verdicts live in `pivoicectl.doctor_rules` (pure); this module only looks at the
+The verdicts live in `pivoicectl.core.doctor_rules` (pure); this module only looks at the
 machine, applies the safe fixes and renders.
 """
 
@@ -15,13 +15,13 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from pivoicectl import last_measure, paths, restart, session_manager, wireplumber_state
 from pivoicectl import render as output
-from pivoicectl.audio_server import AudioServer
-from pivoicectl.doctor_rules import FAIL, PASS, SAFE_FIXES, SKIP, WARN, Check, Facts, evaluate
-from pivoicectl.echo_config import EC_CAPTURE_STREAM, SINK_NAME, SOURCE_NAME
+from pivoicectl.core.doctor_rules import FAIL, PASS, SAFE_FIXES, SKIP, WARN, Check, Facts, evaluate
+from pivoicectl.core.echo_config import EC_CAPTURE_STREAM, SINK_NAME, SOURCE_NAME
 from pivoicectl.errors import UserError
-from pivoicectl.polling import wait_until
+from pivoicectl.system import last_measure, paths, restart, session_manager, wireplumber_state
+from pivoicectl.system.audio_server import AudioServer
+from pivoicectl.system.polling import wait_until
 
 FIX_TIMEOUT_S = 10.0
 """How long `--fix` waits for source_ec and WirePlumber, e.g. just after a restart."""
@@ -131,7 +131,7 @@ def gather() -> Facts:
     except UserError as e:
         f.pulse_error = e.message
     try:
-        from pivoicectl.portaudio import list_devices
+        from pivoicectl.system.portaudio import list_devices
 
         devices = list_devices()
         f.portaudio_names = [d.name for d in devices]

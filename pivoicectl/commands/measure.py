@@ -2,7 +2,7 @@
 the echo canceller, measured on the device itself.
 
 It plays a test signal through the speaker and records, sample-aligned on one clock
-(see `pivoicectl.recorder`), the speaker's monitor (the reference), the raw mic (the
+(see `pivoicectl.system.recorder`), the speaker's monitor (the reference), the raw mic (the
 canceller's capture device) and source_ec; the numbers come from the pure DSP in
 `pivoicectl.dsp.echo`. Planning (options, node choice, verdict) is pure and unit-tested;
 the recording is the only I/O.
@@ -155,7 +155,7 @@ def choose_nodes(
     The mic is the one the canceller really captures (what the running module reads,
     else the config's pin) unless --mic says otherwise; the speaker likewise.
     """
-    from pivoicectl.echo_config import SINK_NAME, SOURCE_NAME
+    from pivoicectl.core.echo_config import SINK_NAME, SOURCE_NAME
 
     hint = "list them with `pivoicectl devices`"
     if SOURCE_NAME not in sources:
@@ -294,9 +294,9 @@ def reported_metrics(metrics: EchoMetrics) -> EchoMetrics:
 
 
 def _nodes(opts: MeasureOptions) -> Nodes:
-    from pivoicectl import paths
-    from pivoicectl.audio_server import AudioServer
-    from pivoicectl.echo_config import EC_CAPTURE_STREAM, pinned_devices
+    from pivoicectl.core.echo_config import EC_CAPTURE_STREAM, pinned_devices
+    from pivoicectl.system import paths
+    from pivoicectl.system.audio_server import AudioServer
 
     try:
         pinned = pinned_devices(paths.echo_cancel_conf().read_text())
@@ -312,8 +312,8 @@ def _nodes(opts: MeasureOptions) -> Nodes:
 
 def _far_end_signal(opts: MeasureOptions, workdir: Path) -> tuple[np.ndarray, str]:
     from pivoicectl.dsp.signals import fit_length, make_signal, resample, scale_to_dbfs
-    from pivoicectl.recorder import espeak_wav
-    from pivoicectl.wavfile import read_wav
+    from pivoicectl.system.recorder import espeak_wav
+    from pivoicectl.system.wavfile import read_wav
 
     if opts.signal == "speech":
         wav_path = workdir / "speech.wav"
@@ -327,7 +327,7 @@ def _far_end_signal(opts: MeasureOptions, workdir: Path) -> tuple[np.ndarray, st
 
 def _talker_signal(opts: MeasureOptions) -> np.ndarray | None:
     from pivoicectl.dsp.signals import resample
-    from pivoicectl.wavfile import read_wav
+    from pivoicectl.system.wavfile import read_wav
 
     if opts.talker_file is None:
         return None
@@ -356,14 +356,14 @@ def _record(
     progress: bool,
 ) -> tuple[np.ndarray, float]:
     """Play and record; returns (recording, talker start in s after the far end's)."""
-    from pivoicectl.recorder import (
+    from pivoicectl.system.recorder import (
         AlignedRecording,
         CaptureChannel,
         aligned_capture,
         finish_playback,
         play_file,
     )
-    from pivoicectl.wavfile import write_wav
+    from pivoicectl.system.wavfile import write_wav
 
     channels = [
         CaptureChannel(nodes.speaker, monitor_of_sink=True),
@@ -476,7 +476,8 @@ def measure(opts: MeasureOptions, progress: bool = True) -> MeasureResult:
 
 def _remember(result: MeasureResult) -> None:
     """Keep the last result for `doctor` (echo guard advice) and `run --echo-guard`."""
-    from pivoicectl import last_measure, render
+    from pivoicectl import render
+    from pivoicectl.system import last_measure
 
     last_measure.save(render.to_jsonable(result))
 

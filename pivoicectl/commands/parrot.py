@@ -7,7 +7,7 @@ its own playback and matches what it played is a self-trigger: that is how a voi
 assistant talks to itself forever. `--self-test` needs nobody in the room: it plays a
 known utterance as its own reply and checks whether it comes back.
 
-Audio goes through parec/pacat (pivoicectl.recorder): the capture is drained by a reader
+Audio goes through parec/pacat (pivoicectl.system.recorder): the capture is drained by a reader
 thread and the playback fed by another, so the loop here never blocks on audio I/O.
 """
 
@@ -98,7 +98,7 @@ def validate(opts: ParrotOptions) -> None:
 
 def _devices(opts: ParrotOptions) -> tuple[str, str]:
     """The source and sink that will really be used (the defaults unless given)."""
-    from pivoicectl.audio_server import AudioServer
+    from pivoicectl.system.audio_server import AudioServer
 
     with AudioServer.connect() as server:
         info = server.info()
@@ -119,8 +119,8 @@ def known_utterance() -> tuple[np.ndarray, str]:
     from pathlib import Path
 
     from pivoicectl.dsp.signals import resample, scale_to_dbfs, speech_like
-    from pivoicectl.recorder import espeak_wav
-    from pivoicectl.wavfile import read_wav
+    from pivoicectl.system.recorder import espeak_wav
+    from pivoicectl.system.wavfile import read_wav
 
     with tempfile.TemporaryDirectory(prefix="pivoicectl-parrot-") as tmp:
         path = Path(tmp) / "utterance.wav"
@@ -139,7 +139,7 @@ class _Session:
     def __init__(self, source: str, sink: str, grace_s: float) -> None:
         from pivoicectl.dsp.loopback import UtteranceDetector
         from pivoicectl.dsp.vad import VadSettings
-        from pivoicectl.recorder import StreamCapture, StreamPlayer
+        from pivoicectl.system.recorder import StreamCapture, StreamPlayer
 
         self.detector = UtteranceDetector(RATE, VadSettings(frame_ms=FRAME_MS))
         self.capture = StreamCapture(source, RATE, self.detector.frame_len)

@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 
 from pivoicectl import render
 from pivoicectl.errors import UserError
-from pivoicectl.realtime import events as ev
-from pivoicectl.realtime.echo_guard import EchoGuardSettings
-from pivoicectl.realtime.run_config import RunSettings
+from pivoicectl.realtime.mic.echo_guard import EchoGuardSettings
+from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.settings import RunSettings
 
 LOCAL_API_KEY = "local-no-key-needed"
 """The bearer token sent to the embedded server (it accepts any)."""
@@ -91,7 +91,7 @@ def guard_settings(settings: RunSettings) -> tuple[EchoGuardSettings, str | None
     guard = settings.echo_guard_settings()
     if guard.mode == "off" or guard.erl_db is not None:
         return guard, None
-    from pivoicectl.last_measure import measured_erl
+    from pivoicectl.system.last_measure import measured_erl
 
     measured = measured_erl()
     if measured is None:
@@ -121,21 +121,21 @@ def settle_heap() -> None:
 
 def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
     """Run the assistant until a limit, Ctrl+C or SIGTERM; returns the summary."""
-    from pivoicectl.realtime.audio_backends import open_audio_edge
     from pivoicectl.realtime.client import ClientOptions, RealtimeClient
-    from pivoicectl.realtime.conversation import Conversation, summarize
-    from pivoicectl.realtime.mic_path import MicPath, OnsetMuteSettings
-    from pivoicectl.realtime.playback import PlaybackQueue, TruncationMargins
-    from pivoicectl.realtime.ptt_input import make_button
-    from pivoicectl.realtime.trace import TraceWriter
+    from pivoicectl.realtime.edges.choose import open_audio_edge
+    from pivoicectl.realtime.edges.ptt import make_button
+    from pivoicectl.realtime.edges.trace_file import TraceWriter
+    from pivoicectl.realtime.mic.mic_path import MicPath, OnsetMuteSettings
+    from pivoicectl.realtime.session.conversation import Conversation, summarize
+    from pivoicectl.realtime.session.playback import PlaybackQueue, TruncationMargins
 
     if settings.ptt == "gpio":
-        from pivoicectl.realtime.ptt_gpio import load_gpio
+        from pivoicectl.realtime.edges.ptt_gpio import load_gpio
 
         load_gpio()  # a missing library is reported before anything starts
     server = None
     if settings.local:
-        from pivoicectl.realtime.local_server import LocalServerThread
+        from pivoicectl.standin.server import LocalServerThread
 
         server = LocalServerThread()
         server.start()
@@ -153,7 +153,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
     ui = ConsoleUi(to_stderr=json_out)
     sink = None
     if settings.trace_url:
-        from pivoicectl.realtime.trace_sink import HttpTraceSink
+        from pivoicectl.realtime.edges.trace_http import HttpTraceSink
 
         sink = HttpTraceSink(settings.trace_url)
     trace = TraceWriter(
@@ -298,7 +298,7 @@ def _fmt_ms(value: float | None) -> str:
 
 def local_server(host: str, port: int, session_limit_s: float | None = None) -> None:
     """Serve the parrot Realtime server in the foreground until Ctrl+C."""
-    from pivoicectl.realtime.local_server import LocalServerSettings, serve_forever
+    from pivoicectl.standin.server import LocalServerSettings, serve_forever
 
     kwargs: dict[str, Any] = {"host": host, "port": port}
     if session_limit_s is not None:

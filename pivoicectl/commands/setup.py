@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pivoicectl import (
-    echo_config,
+from pivoicectl import render as output
+from pivoicectl.core import echo_config
+from pivoicectl.core.echo_config import EC_CAPTURE_STREAM, SINK_NAME, SOURCE_NAME, EchoConfig
+from pivoicectl.errors import UserError
+from pivoicectl.system import (
     fileops,
     paths,
     pw_metadata,
@@ -25,11 +28,8 @@ from pivoicectl import (
     versions,
     wireplumber_state,
 )
-from pivoicectl import render as output
-from pivoicectl.audio_server import AudioServer, Node, ServerInfo
-from pivoicectl.echo_config import EC_CAPTURE_STREAM, SINK_NAME, SOURCE_NAME, EchoConfig
-from pivoicectl.errors import UserError
-from pivoicectl.polling import wait_until
+from pivoicectl.system.audio_server import AudioServer, Node, ServerInfo
+from pivoicectl.system.polling import wait_until
 
 LINK_TIMEOUT_S = 5.0
 """How long setup waits for WirePlumber to link the canceller to the mic once it runs."""

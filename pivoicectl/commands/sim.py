@@ -98,7 +98,7 @@ def status(sim_dir: Path | None) -> SimStatus:
     running = all(daemons.values())
     nodes: dict[str, bool] = {}
     if running:
-        from pivoicectl.audio_server import AudioServer
+        from pivoicectl.system.audio_server import AudioServer
 
         with AudioServer.connect(env=instance.environment(paths)) as server:
             names = {n.name for n in server.sources() + server.sinks()}
@@ -157,7 +157,7 @@ def talk(sim_dir: Path | None, wav: Path | None, say: str | None, wait: bool = T
         wav = Path(tmpdir) / "say.wav"
         _speak(say, wav)
     assert wav is not None
-    from pivoicectl.wavfile import read_wav
+    from pivoicectl.system.wavfile import read_wav
 
     read_wav(wav)  # a bad file is a one-line error before anything plays
     env = instance.environment(paths)

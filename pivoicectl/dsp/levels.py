@@ -24,7 +24,7 @@ _INT_FULL_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0
 def as_float(signal: np.ndarray) -> np.ndarray:
     """Float64 samples with full scale 1.0, whatever PCM type they came in.
 
-    int16 and int32 are divided by 2**15 and 2**31, matching `pivoicectl.wavfile`, so a
+    int16 and int32 are divided by 2**15 and 2**31, matching `pivoicectl.system.wavfile`, so a
     level measured on raw capture bytes and on a WAV read back agree.
     """
     arr = np.asarray(signal)

@@ -4,7 +4,7 @@ Why three kinds: white noise excites every frequency evenly, so the power-based 
 equals the echo path's energy gain and the canceller converges fastest; a sweep shows
 the same path one frequency at a time (robust to a noisy room); speech is what the
 canceller meets in real use, with pauses during which it must not diverge. Speech is
-made by espeak-ng when installed (an edge, in `pivoicectl.recorder`); `speech_like`
+made by espeak-ng when installed (an edge, in `pivoicectl.system.recorder`); `speech_like`
 here is the fallback: a deterministic voiced signal with formants, pitch movement and
 syllable rhythm, close enough in spectrum and envelope for echo measurements.
 """

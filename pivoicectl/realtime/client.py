@@ -21,8 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime import events as ev
-from pivoicectl.realtime.conversation import (
+from pivoicectl.realtime.edges.trace_file import TraceWriter
+from pivoicectl.realtime.edges.websocket import (
+    ConnectFailed,
+    Connection,
+    ConnectionLost,
+    Connector,
+    ConnectRejected,
+    connect_websocket,
+)
+from pivoicectl.realtime.mic.mic_path import MicPath
+from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.session.conversation import (
     FATAL_ERRORS,
     Action,
     Conversation,
@@ -32,23 +42,13 @@ from pivoicectl.realtime.conversation import (
     Send,
     Show,
 )
-from pivoicectl.realtime.mic_path import MicPath
-from pivoicectl.realtime.reconnect import (
+from pivoicectl.realtime.session.reconnect import (
     BackoffPolicy,
     Reconnector,
     RenewalPolicy,
     SessionRenewal,
 )
-from pivoicectl.realtime.trace import TraceWriter
-from pivoicectl.realtime.transport import (
-    ConnectFailed,
-    Connection,
-    ConnectionLost,
-    Connector,
-    ConnectRejected,
-    connect_websocket,
-)
-from pivoicectl.realtime.uplink import UplinkPacer, UplinkSettings
+from pivoicectl.realtime.session.uplink import UplinkPacer, UplinkSettings
 
 TICK_S = 0.25
 """How often the session renewal looks for an idle moment once it is due. Playback
@@ -263,7 +263,7 @@ class RealtimeClient:
         Nothing is streamed meanwhile (there is no connection), so its echo cannot reach
         the service; waits at most 3 s in case the device does not play.
         """
-        from pivoicectl.realtime.audio_io import CHIME_ITEM_ID, ready_chime_pcm
+        from pivoicectl.realtime.edges.portaudio import CHIME_ITEM_ID, ready_chime_pcm
 
         playback = self.conversation.playback
         playback.push(CHIME_ITEM_ID, CHIME_ITEM_ID, ready_chime_pcm())
@@ -281,7 +281,7 @@ class RealtimeClient:
         before; before the first connection any failure is a UserError."""
         if not self.options.token_url:
             return self.options.api_key
-        from pivoicectl.realtime.token_source import TokenFailed, fetch_client_secret
+        from pivoicectl.realtime.edges.token_source import TokenFailed, fetch_client_secret
 
         try:
             secret = await self._until_stopped(
@@ -306,7 +306,7 @@ class RealtimeClient:
         return secret.value
 
     async def _supervise(self) -> None:
-        from pivoicectl.realtime.token_source import TokenFailed
+        from pivoicectl.realtime.edges.token_source import TokenFailed
 
         first = True
         renewing = False

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pivoicectl.errors import UserError
-from pivoicectl.polling import wait_until
 from pivoicectl.sim import room as roomlib
-from pivoicectl.wavfile import write_wav
+from pivoicectl.system.polling import wait_until
+from pivoicectl.system.wavfile import write_wav
 
 DAEMONS = ("pipewire", "wireplumber", "pipewire-pulse")
 REQUIRED_BINARIES = {
@@ -220,7 +220,7 @@ def _start_dbus(paths: SimPaths) -> int:
 
 def _room_ready(paths: SimPaths) -> bool:
     """True once WirePlumber has linked the echo path and the mic into the room."""
-    from pivoicectl.audio_server import AudioServer
+    from pivoicectl.system.audio_server import AudioServer
 
     try:
         with AudioServer.connect(env=environment(paths), timeout_s=1.0) as server:
@@ -277,7 +277,7 @@ def start_daemons(
 
 def _force_quantum(paths: SimPaths) -> None:
     """Pin the graph period at run time (see room.QUANTUM for why not in the config)."""
-    from pivoicectl import pw_metadata
+    from pivoicectl.system import pw_metadata
 
     pw_metadata.write(
         "settings", "clock.force-quantum", str(roomlib.QUANTUM), env=environment(paths)
@@ -381,8 +381,8 @@ def up(
 def _choose_mic(paths: SimPaths, timeout_s: float) -> None:
     """Make the simulated mic the configured default source, as a USB mic on a Pi is,
     and wait until WirePlumber has saved it, so the room starts as a booted Pi does."""
-    from pivoicectl import session_manager, wireplumber_state
-    from pivoicectl.audio_server import AudioServer
+    from pivoicectl.system import session_manager, wireplumber_state
+    from pivoicectl.system.audio_server import AudioServer
 
     env = environment(paths)
     session_manager.wait_ready(

@@ -80,7 +80,7 @@ def active_dbfs(x: np.ndarray, rate: int = 48000, block_s: float = 0.1) -> float
 
 
 def noise_wav(path: Path, seconds: float, level: float = 0.1, seed: int = 3) -> Path:
-    from pivoicectl.wavfile import write_wav
+    from pivoicectl.system.wavfile import write_wav
 
     rng = np.random.default_rng(seed)
     write_wav(path, rng.standard_normal(int(48000 * seconds)) * level, 48000)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pivoicectl.audio_server import AudioServer
 from pivoicectl.sim import instance
 from pivoicectl.sim.room import RoomSettings
+from pivoicectl.system.audio_server import AudioServer
 from tests.conftest import clean_env
 
 pytestmark = pytest.mark.integration

@@ -19,11 +19,11 @@ import pytest
 
 PROBE = r"""
 import asyncio, json, os, sys
-from pivoicectl.audio_server import AudioServer
+from pivoicectl.system.audio_server import AudioServer
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.audio_io import SoundDeviceAudio
-from pivoicectl.realtime.playback import PlaybackQueue
-from pivoicectl.realtime.pulse_edge import PulseAudioEdge
+from pivoicectl.realtime.edges.portaudio import SoundDeviceAudio
+from pivoicectl.realtime.session.playback import PlaybackQueue
+from pivoicectl.realtime.edges.pulse import PulseAudioEdge
 
 async def main():
     queue = PlaybackQueue()
@@ -90,8 +90,8 @@ def test_an_unknown_device_name_is_a_user_error(shared_room):
 LIFECYCLE = r"""
 import asyncio, json, time
 import numpy as np
-from pivoicectl.realtime.audio_io import SoundDeviceAudio
-from pivoicectl.realtime.playback import PlaybackQueue
+from pivoicectl.realtime.edges.portaudio import SoundDeviceAudio
+from pivoicectl.realtime.session.playback import PlaybackQueue
 
 def tone(seconds):
     t = np.arange(int(24000 * seconds)) / 24000

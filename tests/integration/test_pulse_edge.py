@@ -16,9 +16,9 @@ from tests.integration.test_audio_edge import probe_streams, run_script
 START = r"""
 import asyncio, json, time
 import numpy as np
-from pivoicectl.realtime.echo_guard import pcm_level_dbfs
-from pivoicectl.realtime.playback import PlaybackQueue
-from pivoicectl.realtime.pulse_edge import PulseAudioEdge
+from pivoicectl.realtime.mic.echo_guard import pcm_level_dbfs
+from pivoicectl.realtime.session.playback import PlaybackQueue
+from pivoicectl.realtime.edges.pulse import PulseAudioEdge
 
 def tone(seconds):
     t = np.arange(int(24000 * seconds)) / 24000
@@ -93,7 +93,7 @@ asyncio.run(main())
 
 CHOOSE = r"""
 import json, sys
-from pivoicectl.realtime.audio_backends import choose_backend
+from pivoicectl.realtime.edges.choose import choose_backend
 print(json.dumps([choose_backend(*args) for args in json.loads(sys.argv[1])]))
 """
 

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from pivoicectl.dsp.levels import frame_levels_dbfs
-from pivoicectl.realtime.trace import read_trace
+from pivoicectl.realtime.edges.trace_file import read_trace
 from pivoicectl.sim import instance
-from pivoicectl.wavfile import write_wav
+from pivoicectl.system.wavfile import write_wav
 from tests.conftest import run_cli
 from tests.integration.audio import start_record, stop_record
 
@@ -250,7 +250,7 @@ def test_barge_in_stops_the_answer_and_truncates_what_was_heard(room, tmp_path, 
 
 @pytest.mark.timeout(90)
 def test_dropped_connection_reconnects_restores_the_session_and_carries_on(room, tmp_path):
-    from pivoicectl.realtime.local_server import LocalServerThread
+    from pivoicectl.standin.server import LocalServerThread
 
     run_cli("setup", "--json", env=room.env, check=True)
     question = voiced_wav(tmp_path / "question.wav", 3.0, f0=140)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from bench.bench_guard import latency_round
-from pivoicectl.realtime.local_server import LocalServerThread
-from pivoicectl.realtime.trace import read_trace
+from pivoicectl.realtime.edges.trace_file import read_trace
+from pivoicectl.standin.server import LocalServerThread
 from tests.conftest import run_cli
 from tests.integration.relay import DelayRelay
 from tests.integration.test_run import RunProcess, voiced_wav

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pivoicectl import pw_metadata, session_manager, versions, wireplumber_state
-from pivoicectl.audio_server import AudioServer
 from pivoicectl.errors import UserError
 from pivoicectl.sim import instance
-from pivoicectl.wireplumber_state import SOURCE_KEY, configured, parse_default_nodes
+from pivoicectl.system import pw_metadata, session_manager, versions, wireplumber_state
+from pivoicectl.system.audio_server import AudioServer
+from pivoicectl.system.wireplumber_state import SOURCE_KEY, configured, parse_default_nodes
 from tests.conftest import assert_one_line_error, run_cli
 from tests.integration.conftest import LATE_WIREPLUMBER_S
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from pivoicectl.doctor_rules import Facts, evaluate
-from pivoicectl.echo_config import EchoConfig
+from pivoicectl.core.doctor_rules import Facts, evaluate
+from pivoicectl.core.echo_config import EchoConfig
 
 CONF = EchoConfig("mic", "spk", "1.4.2", {}).render()
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from pivoicectl import echo_config
-from pivoicectl.echo_config import EchoConfig, parse_aec_args
+from pivoicectl.core import echo_config
+from pivoicectl.core.echo_config import EchoConfig, parse_aec_args
 from pivoicectl.errors import UserError
 
 

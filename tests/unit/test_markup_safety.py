@@ -12,11 +12,11 @@ import pytest
 import typer
 
 from pivoicectl import render
-from pivoicectl.audio_server import Node
 from pivoicectl.commands import devices, doctor, measure, parrot, run, setup, sim
-from pivoicectl.doctor_rules import FAIL, PASS, WARN, Check
+from pivoicectl.core.doctor_rules import FAIL, PASS, WARN, Check
 from pivoicectl.dsp.echo import EchoMetrics
-from pivoicectl.portaudio import PortAudioDevice
+from pivoicectl.system.audio_server import Node
+from pivoicectl.system.portaudio import PortAudioDevice
 
 NASTY = ["[/]", "[bold]x[/bold]", "[link=http://evil]x[/link]", "[red", ":thumbs_up:"]
 

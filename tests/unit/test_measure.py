@@ -13,7 +13,7 @@ from pivoicectl.dsp.delay import delay_signal
 from pivoicectl.dsp.levels import dbfs
 from pivoicectl.dsp.signals import fit_length, make_signal, resample, scale_to_dbfs
 from pivoicectl.errors import UserError
-from pivoicectl.recorder import (
+from pivoicectl.system.recorder import (
     CaptureChannel,
     capture_sink_props,
     link_plan,

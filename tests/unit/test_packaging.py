@@ -27,7 +27,7 @@ def test_an_installed_copy_has_every_module_and_renders_both_templates(tmp_path)
     there = {p.relative_to(target).as_posix() for p in (target / "pivoicectl").rglob("*.py")}
     assert here - there == set()
     script = (
-        "import pivoicectl, pivoicectl.echo_config as e\n"
+        "import pivoicectl, pivoicectl.core.echo_config as e\n"
         "print(pivoicectl.__file__)\n"
         "for v in ('1.4.2', '0.3.65'):\n"
         "    print(e.EchoConfig('mic', 'spk', v, e.DEFAULT_AEC_ARGS).render().splitlines()[0])\n"

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from pivoicectl.realtime.ptt_key import KeyHoldTracker, KeyTiming
+from pivoicectl.realtime.edges.ptt_key import KeyHoldTracker, KeyTiming
 
 DEFAULT = KeyTiming()
 

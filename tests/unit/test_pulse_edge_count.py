@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from pivoicectl.realtime.events import ms_to_samples
-from pivoicectl.realtime.playback import PlaybackQueue
-from pivoicectl.realtime.pulse_edge import PulseAudioEdge
+from pivoicectl.realtime.edges.pulse import PulseAudioEdge
+from pivoicectl.realtime.protocol.events import ms_to_samples
+from pivoicectl.realtime.session.playback import PlaybackQueue
 
 
 class FakeSpeaker:

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime import events as ev
-from pivoicectl.realtime.barge_in import BargeInDetector, BargeInSettings
-from pivoicectl.realtime.conversation import Conversation, PlayReport, Record, Send
-from pivoicectl.realtime.echo_guard import EchoGuard, EchoGuardSettings, pcm_level_dbfs
-from pivoicectl.realtime.mic_path import MicPath, OnsetMuteSettings
-from pivoicectl.realtime.playback import PlaybackQueue, PlayedSpan, TruncationMargins
-from pivoicectl.realtime.run_config import RunSettings
+from pivoicectl.realtime.mic.barge_in import BargeInDetector, BargeInSettings
+from pivoicectl.realtime.mic.echo_guard import EchoGuard, EchoGuardSettings, pcm_level_dbfs
+from pivoicectl.realtime.mic.mic_path import MicPath, OnsetMuteSettings
+from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.session.conversation import Conversation, PlayReport, Record, Send
+from pivoicectl.realtime.session.playback import PlaybackQueue, PlayedSpan, TruncationMargins
+from pivoicectl.realtime.settings import RunSettings
 
 BLOCK_MS = 20
 RATE = ev.SAMPLE_RATE_HZ
@@ -273,7 +273,7 @@ def test_onset_mute_settings_are_checked():
 
 
 def test_new_run_settings_merge_from_env_and_file(tmp_path):
-    from pivoicectl.realtime.run_config import env_values, load_run_settings, read_config_file
+    from pivoicectl.realtime.settings import env_values, load_run_settings, read_config_file
 
     config = tmp_path / "config.toml"
     config.write_text(
@@ -295,7 +295,7 @@ def test_new_run_settings_merge_from_env_and_file(tmp_path):
 
 
 def test_barge_in_off_asks_the_service_not_to_interrupt_and_urls_are_checked(tmp_path):
-    from pivoicectl.realtime.run_config import RunSettings
+    from pivoicectl.realtime.settings import RunSettings
 
     payload = RunSettings(barge_in="off").session_config().turn_detection_payload()
     assert payload is not None and payload["interrupt_response"] is False

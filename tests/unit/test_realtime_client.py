@@ -27,17 +27,17 @@ import pytest
 
 from pivoicectl.errors import UserError
 from pivoicectl.realtime import client as client_module
-from pivoicectl.realtime import events as ev
 from pivoicectl.realtime.client import TICK_S, ClientOptions, ClientResult, RealtimeClient
-from pivoicectl.realtime.conversation import Conversation, PlayReport
-from pivoicectl.realtime.echo_guard import EchoGuardSettings
-from pivoicectl.realtime.local_server import LocalServerSettings, LocalServerThread
-from pivoicectl.realtime.mic_path import MicDecision, MicPath, OnsetMuteSettings
-from pivoicectl.realtime.playback import PlaybackQueue
-from pivoicectl.realtime.reconnect import BackoffPolicy, RenewalPolicy
-from pivoicectl.realtime.trace import TraceWriter
-from pivoicectl.realtime.transport import ConnectFailed, ConnectionLost, ConnectRejected
-from pivoicectl.realtime.uplink import UplinkSettings
+from pivoicectl.realtime.edges.trace_file import TraceWriter
+from pivoicectl.realtime.edges.websocket import ConnectFailed, ConnectionLost, ConnectRejected
+from pivoicectl.realtime.mic.echo_guard import EchoGuardSettings
+from pivoicectl.realtime.mic.mic_path import MicDecision, MicPath, OnsetMuteSettings
+from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.session.conversation import Conversation, PlayReport
+from pivoicectl.realtime.session.playback import PlaybackQueue
+from pivoicectl.realtime.session.reconnect import BackoffPolicy, RenewalPolicy
+from pivoicectl.realtime.session.uplink import UplinkSettings
+from pivoicectl.standin.server import LocalServerSettings, LocalServerThread
 
 pytestmark = pytest.mark.timeout(15)
 

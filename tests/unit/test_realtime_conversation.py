@@ -10,8 +10,8 @@ import itertools
 
 import numpy as np
 
-from pivoicectl.realtime import events as ev
-from pivoicectl.realtime.conversation import (
+from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.session.conversation import (
     Conversation,
     Finish,
     PlayReport,
@@ -20,7 +20,7 @@ from pivoicectl.realtime.conversation import (
     Show,
     summarize,
 )
-from pivoicectl.realtime.playback import PlaybackQueue, TruncationMargins
+from pivoicectl.realtime.session.playback import PlaybackQueue, TruncationMargins
 
 BLOCK = ev.ms_to_samples(10)
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime import events as ev
+from pivoicectl.realtime.protocol import events as ev
 
 
 def test_default_session_update_has_the_ga_shape():
@@ -290,7 +290,7 @@ def test_trace_view_shortens_audio():
 )
 def test_the_quick_check_before_redacting_a_string_never_skips_a_key(text):
     """The shortcut for strings that cannot hold a key gives what the patterns give."""
-    from pivoicectl.realtime import events
+    from pivoicectl.realtime.protocol import events
 
     full = events._BEARER.sub(lambda m: f"{m.group(1)} {events.REDACTED}", text)
     for pattern in events._KEY_PATTERNS:

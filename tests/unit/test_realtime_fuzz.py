@@ -16,9 +16,9 @@ import pydantic
 import pytest
 from openai.types import realtime
 
-from pivoicectl.realtime import events as ev
-from pivoicectl.realtime.conversation import Conversation
-from pivoicectl.realtime.playback import PlaybackQueue, TruncationMargins
+from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.session.conversation import Conversation
+from pivoicectl.realtime.session.playback import PlaybackQueue, TruncationMargins
 
 ADAPTER = pydantic.TypeAdapter(realtime.RealtimeServerEvent)
 SCHEMA = ADAPTER.json_schema()

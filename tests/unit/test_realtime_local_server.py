@@ -20,15 +20,15 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime import events as ev
-from pivoicectl.realtime.local_server import (
+from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.session.playback import PlaybackQueue, TruncationMargins
+from pivoicectl.standin.server import (
     BETA_CLOSE_CODE,
     EnergyVad,
     LocalRealtimeServer,
     LocalServerSettings,
     LocalServerThread,
 )
-from pivoicectl.realtime.playback import PlaybackQueue, TruncationMargins
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -13,17 +13,17 @@ import pytest
 
 from pivoicectl.dsp.signals import resample, speech_like, white_noise
 from pivoicectl.errors import UserError
-from pivoicectl.realtime import events as ev
-from pivoicectl.realtime import neural_vad
-from pivoicectl.realtime.barge_in import BargeInDetector, BargeInSettings
-from pivoicectl.realtime.neural_vad import (
+from pivoicectl.realtime.mic import neural_vad
+from pivoicectl.realtime.mic.barge_in import BargeInDetector, BargeInSettings
+from pivoicectl.realtime.mic.neural_vad import (
     SILERO_FRAME_SAMPLES,
     Resampler24kTo16k,
     SileroFrameVad,
 )
-from pivoicectl.realtime.run_config import merge_run_settings
-from pivoicectl.recorder import espeak_wav
-from pivoicectl.wavfile import read_wav, to_pcm16
+from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.settings import merge_run_settings
+from pivoicectl.system.recorder import espeak_wav
+from pivoicectl.system.wavfile import read_wav, to_pcm16
 from tests.conftest import assert_one_line_error, clean_env, run_cli
 
 RATE = ev.SAMPLE_RATE_HZ
@@ -194,7 +194,7 @@ def test_silero_model_idles_while_nothing_plays(monkeypatch, spoken):
 def test_silero_loads_single_threaded_and_leaves_the_environment_alone():
     code = (
         "import os, numpy as np\n"
-        "from pivoicectl.realtime.neural_vad import SileroFrameVad\n"
+        "from pivoicectl.realtime.mic.neural_vad import SileroFrameVad\n"
         "before = len(os.listdir('/proc/self/task'))\n"
         "vad = SileroFrameVad()\n"
         "for _ in range(5): vad.process(bytes(1536))\n"

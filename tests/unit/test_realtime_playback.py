@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from pivoicectl.realtime.events import ms_to_samples
-from pivoicectl.realtime.playback import (
+from pivoicectl.realtime.protocol.events import ms_to_samples
+from pivoicectl.realtime.session.playback import (
     PlaybackQueue,
     PlayedSpan,
     TruncationMargins,

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime import events as ev
 from pivoicectl.realtime.client import ClientOptions, RealtimeClient
-from pivoicectl.realtime.conversation import Conversation
-from pivoicectl.realtime.local_server import LocalServerThread
-from pivoicectl.realtime.playback import PlaybackQueue, TruncationMargins
-from pivoicectl.realtime.ptt_gpio import GpioButton, GpioSettings, load_gpio
-from pivoicectl.realtime.ptt_key import KeyButton, KeyTiming
-from pivoicectl.realtime.trace import TraceWriter
+from pivoicectl.realtime.edges.ptt_gpio import GpioButton, GpioSettings, load_gpio
+from pivoicectl.realtime.edges.ptt_key import KeyButton, KeyTiming
+from pivoicectl.realtime.edges.trace_file import TraceWriter
+from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.session.conversation import Conversation
+from pivoicectl.realtime.session.playback import PlaybackQueue, TruncationMargins
+from pivoicectl.standin.server import LocalServerThread
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -342,7 +342,7 @@ def test_key_button_ends_a_hold_when_the_terminal_goes_away():
 
 
 def test_a_short_tap_sends_no_commit():
-    from pivoicectl.realtime.conversation import Send
+    from pivoicectl.realtime.session.conversation import Send
 
     conv = Conversation(ev.SessionConfig(turn_detection="none"), PlaybackQueue(TruncationMargins()))
     conv.connected(0.0)

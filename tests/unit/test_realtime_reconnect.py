@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.reconnect import (
+from pivoicectl.realtime.session.reconnect import (
     BackoffPolicy,
     Reconnector,
     RenewalPolicy,

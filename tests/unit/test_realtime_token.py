@@ -13,20 +13,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime import events as ev
 from pivoicectl.realtime.client import ClientOptions, RealtimeClient
-from pivoicectl.realtime.conversation import Conversation
-from pivoicectl.realtime.local_server import LocalServerThread
-from pivoicectl.realtime.playback import PlaybackQueue, TruncationMargins
-from pivoicectl.realtime.reconnect import BackoffPolicy
-from pivoicectl.realtime.token_source import (
+from pivoicectl.realtime.edges.token_source import (
     TokenFailed,
     TokenRejected,
     fetch_client_secret,
     parse_secret,
 )
-from pivoicectl.realtime.trace import TraceWriter, read_trace
-from pivoicectl.realtime.transport import connect_websocket
+from pivoicectl.realtime.edges.trace_file import TraceWriter, read_trace
+from pivoicectl.realtime.edges.websocket import connect_websocket
+from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.session.conversation import Conversation
+from pivoicectl.realtime.session.playback import PlaybackQueue, TruncationMargins
+from pivoicectl.realtime.session.reconnect import BackoffPolicy
+from pivoicectl.standin.server import LocalServerThread
 from tests.unit.test_realtime_ptt import FakeMic, QuietUi
 
 pytestmark = pytest.mark.timeout(40)

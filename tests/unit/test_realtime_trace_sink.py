@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pivoicectl.realtime.trace import TraceWriter
-from pivoicectl.realtime.trace_sink import HttpTraceSink, TraceSinkSettings
+from pivoicectl.realtime.edges.trace_file import TraceWriter
+from pivoicectl.realtime.edges.trace_http import HttpTraceSink, TraceSinkSettings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -94,9 +94,9 @@ def test_a_dead_collector_is_counted_not_raised():
 def test_a_session_with_a_hanging_collector_runs_and_ends_on_time():
     import asyncio
 
-    from pivoicectl.realtime import events as ev
     from pivoicectl.realtime.client import ClientOptions
-    from pivoicectl.realtime.local_server import LocalServerThread
+    from pivoicectl.realtime.protocol import events as ev
+    from pivoicectl.standin.server import LocalServerThread
     from tests.unit.test_realtime_token import _run_client, _until
 
     with collector(hang=True) as (url, _), LocalServerThread() as server:

@@ -8,15 +8,15 @@ import json
 import pytest
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime import events as ev
-from pivoicectl.realtime.run_config import (
+from pivoicectl.realtime.edges.trace_file import TraceWriter, read_trace
+from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.settings import (
     RunSettings,
     env_values,
     load_run_settings,
     merge_run_settings,
     read_config_file,
 )
-from pivoicectl.realtime.trace import TraceWriter, read_trace
 
 
 def test_flags_beat_env_beat_file_beat_defaults(tmp_path):

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from pivoicectl import paths
 from pivoicectl.commands.run import guard_settings
-from pivoicectl.realtime.run_config import RunSettings
+from pivoicectl.realtime.settings import RunSettings
+from pivoicectl.system import paths
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_no_usable_measurement_means_estimating(state, content):
 
 
 def test_what_measure_saves_is_what_run_reads(state):
-    from pivoicectl import last_measure
+    from pivoicectl.system import last_measure
 
     last_measure.save({"erl_db": 9.5, "erle_db": 2.0})
     erl = last_measure.measured_erl()

@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from pivoicectl import fileops, paths, pw_metadata, restart, versions, wireplumber_state
-from pivoicectl.audio_server import is_echo_cancelled, parse_pipewire_version
 from pivoicectl.sim import instance
 from pivoicectl.sim import room as roomlib
+from pivoicectl.system import fileops, paths, pw_metadata, restart, versions, wireplumber_state
+from pivoicectl.system.audio_server import is_echo_cancelled, parse_pipewire_version
 
 
 def test_impulse_response_has_the_direct_path_at_the_configured_delay_and_gain():

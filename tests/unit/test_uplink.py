@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.echo_guard import pcm_level_dbfs
-from pivoicectl.realtime.uplink import UplinkPacer, UplinkSettings
+from pivoicectl.realtime.mic.echo_guard import pcm_level_dbfs
+from pivoicectl.realtime.session.uplink import UplinkPacer, UplinkSettings
 
 RATE = 24000
 BLOCK_MS = 20
@@ -248,7 +248,7 @@ def test_uplink_settings_rejects_idle_batch_ms_out_of_range(bad):
 
 def test_both_ways_of_taking_a_level_agree(monkeypatch):
     """audioop where Python has it, numpy where it does not (3.13 on)."""
-    from pivoicectl.realtime import echo_guard
+    from pivoicectl.realtime.mic import echo_guard
 
     blocks = [silence(), noise(-70), noise(-45), sine(-20), sine(-33)]
     fast = [echo_guard.pcm_level_dbfs(b) for b in blocks]

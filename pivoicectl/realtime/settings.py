@@ -50,12 +50,12 @@ from pathlib import Path
 from typing import Any
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime import events as ev
-from pivoicectl.realtime.barge_in import BARGE_IN_CHOICES, BargeInSettings
-from pivoicectl.realtime.echo_guard import EchoGuardSettings
-from pivoicectl.realtime.ptt_gpio import GpioSettings
-from pivoicectl.realtime.ptt_input import PTT_CHOICES
-from pivoicectl.realtime.uplink import UplinkSettings
+from pivoicectl.realtime.edges.ptt import PTT_CHOICES
+from pivoicectl.realtime.edges.ptt_gpio import GpioSettings
+from pivoicectl.realtime.mic.barge_in import BARGE_IN_CHOICES, BargeInSettings
+from pivoicectl.realtime.mic.echo_guard import EchoGuardSettings
+from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.session.uplink import UplinkSettings
 
 VAD_CHOICES = {"server": "server_vad", "semantic": "semantic_vad", "none": "none"}
 """`--vad` values and the turn detection they select."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.barge_in import BargeInDetector, BargeInSettings
-from pivoicectl.realtime.conversation import PlayReport
-from pivoicectl.realtime.echo_guard import EchoGuard, EchoGuardSettings
+from pivoicectl.realtime.mic.barge_in import BargeInDetector, BargeInSettings
+from pivoicectl.realtime.mic.echo_guard import EchoGuard, EchoGuardSettings
+from pivoicectl.realtime.session.conversation import PlayReport
 
 
 @dataclass(frozen=True)

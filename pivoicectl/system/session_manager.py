@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pivoicectl import pw_metadata
-from pivoicectl.audio_server import SESSION_MANAGER_HINT, AudioServer
 from pivoicectl.errors import UserError
-from pivoicectl.polling import wait_until
+from pivoicectl.system import pw_metadata
+from pivoicectl.system.audio_server import SESSION_MANAGER_HINT, AudioServer
+from pivoicectl.system.polling import wait_until
 
 READY_KEYS = ("default.audio.source", "default.audio.sink")
 POLL_S = 0.1

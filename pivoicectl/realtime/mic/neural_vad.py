@@ -27,7 +27,7 @@ from types import ModuleType
 import numpy as np
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.events import SAMPLE_RATE_HZ
+from pivoicectl.realtime.protocol.events import SAMPLE_RATE_HZ
 
 SILERO_RATE_HZ = 16_000
 SILERO_CHUNK_SAMPLES = 512

@@ -54,7 +54,7 @@ from websockets.http11 import Request, Response
 
 from pivoicectl.dsp.vad import StreamingVad, VadSettings
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.events import (
+from pivoicectl.realtime.protocol.events import (
     BYTES_PER_SAMPLE,
     DEFAULT_MODEL,
     SAMPLE_RATE_HZ,

@@ -287,7 +287,7 @@ def aligned_capture(
     The sink (and with it every link into it) is destroyed and the directory removed on
     exit, whatever happens.
     """
-    from pivoicectl.audio_server import AudioServer
+    from pivoicectl.system.audio_server import AudioServer
 
     if not 1 <= len(channels) <= len(_POSITIONS):
         raise ValueError(f"1 to {len(_POSITIONS)} channels, got {len(channels)}")

@@ -15,8 +15,8 @@ configured name, and source_ec stays in the list of earlier choices.
 
 from __future__ import annotations
 
-from pivoicectl import paths
-from pivoicectl.polling import wait_until
+from pivoicectl.system import paths
+from pivoicectl.system.polling import wait_until
 
 SOURCE_KEY = "default.configured.audio.source"
 SINK_KEY = "default.configured.audio.sink"

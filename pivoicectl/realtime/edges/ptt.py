@@ -7,8 +7,8 @@ changes; the client turns that into clear / commit / response.create.
 from __future__ import annotations
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.ptt_gpio import GpioButton, GpioSettings
-from pivoicectl.realtime.ptt_key import KeyButton
+from pivoicectl.realtime.edges.ptt_gpio import GpioButton, GpioSettings
+from pivoicectl.realtime.edges.ptt_key import KeyButton
 
 PTT_CHOICES = ("gpio", "key")
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from pivoicectl.dsp.levels import FLOOR_DBFS
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ
+from pivoicectl.realtime.protocol.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ
 
 ECHO_GUARD_CHOICES = ("off", "gate", "vad-gate")
 

@@ -10,7 +10,7 @@ The decision is counted in frames of `frame_ms`:
 
 * a frame is speech by the energy VAD of `pivoicectl.dsp.vad` (no hangover: every
   frame counts on its own), or with `vad_engine="silero"` by the Silero model of
-  `pivoicectl.realtime.neural_vad` (probability >= `silero_threshold`; frames are then
+  `pivoicectl.realtime.mic.neural_vad` (probability >= `silero_threshold`; frames are then
   the model's 32 ms whatever `frame_ms` says, and the model only runs while the
   detector listens: during an answer and its grace period);
 * the detector is armed only while the assistant's audio plays, and for
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 from pivoicectl.dsp.vad import StreamingVad, VadSettings
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ
-from pivoicectl.realtime.neural_vad import SileroFrameVad, load_silero
+from pivoicectl.realtime.mic.neural_vad import SileroFrameVad, load_silero
+from pivoicectl.realtime.protocol.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ
 
 BARGE_IN_CHOICES = ("server", "local", "off")
 """`--barge-in` values: who decides the person interrupts (the service, the device) or

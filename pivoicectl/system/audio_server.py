@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from pivoicectl import paths
 from pivoicectl.errors import UserError
-from pivoicectl.polling import wait_until
+from pivoicectl.system import paths
+from pivoicectl.system.polling import wait_until
 
 EC_GROUP_PREFIX = "echo-cancel"
 NOT_RUNNING_HINT = (

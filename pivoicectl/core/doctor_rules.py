@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pivoicectl import echo_config
-from pivoicectl.echo_config import SINK_NAME, SOURCE_NAME
+from pivoicectl.core import echo_config
+from pivoicectl.core.echo_config import SINK_NAME, SOURCE_NAME
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 

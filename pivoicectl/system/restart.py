@@ -11,8 +11,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from pivoicectl import paths
 from pivoicectl.errors import UserError
+from pivoicectl.system import paths
 
 SYSTEMD_COMMAND = "systemctl --user restart pipewire pipewire-pulse wireplumber"
 ENV_VAR = "PIVOICECTL_RESTART_CMD"

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pivoicectl.realtime.events import (
+from pivoicectl.realtime.protocol.events import (
     BYTES_PER_SAMPLE,
     bytes_to_samples,
     conversation_item_truncate,

@@ -56,11 +56,11 @@ from typing import Any
 
 from pivoicectl.dsp.levels import FLOOR_DBFS
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.audio_io import EdgeCounters, MicSink, server_has_node
-from pivoicectl.realtime.conversation import PlayReport
-from pivoicectl.realtime.echo_guard import pcm_level_dbfs
-from pivoicectl.realtime.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ, ms_to_samples
-from pivoicectl.realtime.playback import PlaybackQueue, PlayedSpan
+from pivoicectl.realtime.edges.portaudio import EdgeCounters, MicSink, server_has_node
+from pivoicectl.realtime.mic.echo_guard import pcm_level_dbfs
+from pivoicectl.realtime.protocol.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ, ms_to_samples
+from pivoicectl.realtime.session.conversation import PlayReport
+from pivoicectl.realtime.session.playback import PlaybackQueue, PlayedSpan
 
 TIMING_EVERY_S = 0.08
 """How often the server's own indices are asked for while audio is out."""
@@ -142,7 +142,7 @@ class PulseAudioEdge(EdgeCounters):
 
     def start(self, loop: asyncio.AbstractEventLoop, mic: MicSink) -> None:
         """Connect, open both streams, start the tick; problems are a UserError."""
-        from pivoicectl import libpulse
+        from pivoicectl.system import libpulse
 
         # The server would quietly connect an unknown name to the default device.
         for name, kind, what in (
@@ -176,7 +176,7 @@ class PulseAudioEdge(EdgeCounters):
 
     def _open(self) -> None:
         """Connect and open both streams (on the configured names or the defaults)."""
-        from pivoicectl import libpulse
+        from pivoicectl.system import libpulse
 
         self._context = libpulse.Context("pivoicectl run")
         self._mic_stream = self._context.record(
@@ -331,7 +331,7 @@ class PulseAudioEdge(EdgeCounters):
 
     def _reopen(self) -> None:
         """One attempt to get the audio back; the next is scheduled if it fails."""
-        from pivoicectl import libpulse, session_manager
+        from pivoicectl.system import libpulse, session_manager
 
         self._reopen_timer = None
         if self._lost_s is None or self._mic is None:

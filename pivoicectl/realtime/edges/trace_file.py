@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.events import redact
+from pivoicectl.realtime.protocol.events import redact
 
 
 class TraceWriter:

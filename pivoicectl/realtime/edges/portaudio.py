@@ -35,10 +35,10 @@ from typing import Any
 
 from pivoicectl.dsp.levels import FLOOR_DBFS
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.conversation import PlayReport
-from pivoicectl.realtime.echo_guard import pcm_level_dbfs
-from pivoicectl.realtime.events import SAMPLE_RATE_HZ, ms_to_samples
-from pivoicectl.realtime.playback import PlaybackQueue
+from pivoicectl.realtime.mic.echo_guard import pcm_level_dbfs
+from pivoicectl.realtime.protocol.events import SAMPLE_RATE_HZ, ms_to_samples
+from pivoicectl.realtime.session.conversation import PlayReport
+from pivoicectl.realtime.session.playback import PlaybackQueue
 
 MicSink = Callable[[bytes, float], None]
 """Takes a mic block and its age: how long before the call its last sample was recorded
@@ -80,7 +80,7 @@ takes its default device from these variables."""
 
 def server_has_node(name: str, kind: str) -> bool:
     """Whether the audio server has a source (input) or sink (output) called `name`."""
-    from pivoicectl.audio_server import AudioServer
+    from pivoicectl.system.audio_server import AudioServer
 
     try:
         with AudioServer.connect(timeout_s=1.0) as server:
@@ -282,7 +282,7 @@ class SoundDeviceAudio(EdgeCounters):
 
     def start(self, loop: asyncio.AbstractEventLoop, mic: MicSink) -> None:
         """Open both streams, start the input; device problems are a UserError."""
-        from pivoicectl.portaudio import load_sounddevice
+        from pivoicectl.system.portaudio import load_sounddevice
 
         sd = load_sounddevice()
         self._loop, self._mic = loop, mic

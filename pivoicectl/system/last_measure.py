@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pivoicectl import paths
+from pivoicectl.system import paths
 
 
 def save(result: dict[str, Any]) -> None:
@@ -21,7 +21,7 @@ def save(result: dict[str, Any]) -> None:
     import contextlib
     import time
 
-    from pivoicectl import fileops
+    from pivoicectl.system import fileops
 
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **result}
     with contextlib.suppress(OSError):

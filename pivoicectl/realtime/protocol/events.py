@@ -266,7 +266,7 @@ def conversation_item_truncate(
     """`conversation.item.truncate` for an assistant audio item.
 
     `audio_end_ms` must not exceed the item's audio (the service rejects it); compute it
-    with `pivoicectl.realtime.playback`, which clamps to the audio actually received.
+    with `pivoicectl.realtime.session.playback`, which clamps to the audio actually received.
     """
     if audio_end_ms < 0:
         raise ValueError(f"audio_end_ms must be >= 0, got {audio_end_ms}")

@@ -2,7 +2,7 @@
 
 `auto` takes the libpulse edge whenever the audio server answers and the devices asked
 for are its own sources and sinks: it does the same job for under half the CPU (see
-`pivoicectl.libpulse`). PortAudio remains for what only it reaches: a device by
+`pivoicectl.system.libpulse`). PortAudio remains for what only it reaches: a device by
 PortAudio index or name, or a machine without a PulseAudio-compatible server.
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.playback import PlaybackQueue
+from pivoicectl.realtime.session.playback import PlaybackQueue
 
 
 def _server_reachable() -> bool:
-    from pivoicectl import libpulse
+    from pivoicectl.system import libpulse
 
     try:
         libpulse.load()
@@ -29,7 +29,7 @@ def choose_backend(wanted: str, input_device: str | None, output_device: str | N
     """`pulse` or `portaudio` for `--audio-backend wanted` and the devices asked for."""
     if wanted != "auto":
         return wanted
-    from pivoicectl.realtime.audio_io import server_has_node
+    from pivoicectl.realtime.edges.portaudio import server_has_node
 
     for device, kind in ((input_device, "input"), (output_device, "output")):
         if device and (device.isdigit() or not server_has_node(device, kind)):
@@ -41,7 +41,7 @@ def open_audio_edge(settings: Any, playback: PlaybackQueue) -> tuple[str, Any]:
     """The backend chosen for `settings` (a RunSettings) and its (unstarted) edge."""
     backend = choose_backend(settings.audio_backend, settings.input_device, settings.output_device)
     if backend == "pulse":
-        from pivoicectl.realtime.pulse_edge import PulseAudioEdge
+        from pivoicectl.realtime.edges.pulse import PulseAudioEdge
 
         return backend, PulseAudioEdge(
             playback,
@@ -50,7 +50,7 @@ def open_audio_edge(settings: Any, playback: PlaybackQueue) -> tuple[str, Any]:
             block_ms=settings.input_block_ms,
             audio_timeout_s=settings.audio_timeout_s,
         )
-    from pivoicectl.realtime.audio_io import SoundDeviceAudio
+    from pivoicectl.realtime.edges.portaudio import SoundDeviceAudio
 
     return backend, SoundDeviceAudio(
         playback,

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pivoicectl.realtime import events as ev
-from pivoicectl.realtime.playback import PlaybackQueue, PlayedSpan, TruncatePlan
+from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.session.playback import PlaybackQueue, PlayedSpan, TruncatePlan
 
 # --- actions ---------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.echo_guard import pcm_level_dbfs
+from pivoicectl.realtime.mic.echo_guard import pcm_level_dbfs
 
 
 @dataclass(frozen=True)

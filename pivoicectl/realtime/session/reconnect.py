@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.events import SESSION_MAX_S
+from pivoicectl.realtime.protocol.events import SESSION_MAX_S
 
 Clock = Callable[[], float]
 """Monotonic seconds, e.g. `time.monotonic`."""
