@@ -126,7 +126,8 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
     from pivoicectl.realtime.edges.ptt import make_button
     from pivoicectl.realtime.edges.trace_file import TraceWriter
     from pivoicectl.realtime.mic.mic_path import MicPath, OnsetMuteSettings
-    from pivoicectl.realtime.session.conversation import Conversation, summarize
+    from pivoicectl.realtime.session.conversation import Conversation
+    from pivoicectl.realtime.session.metrics import summarize
     from pivoicectl.realtime.session.playback import PlaybackQueue, TruncationMargins
 
     if settings.ptt == "gpio":

@@ -18,9 +18,10 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from pivoicectl.errors import UserError
+from pivoicectl.realtime.edges.interfaces import AudioEdge, TalkButton, Ui
 from pivoicectl.realtime.edges.trace_file import TraceWriter
 from pivoicectl.realtime.edges.websocket import (
     ConnectFailed,
@@ -32,12 +33,12 @@ from pivoicectl.realtime.edges.websocket import (
 )
 from pivoicectl.realtime.mic.mic_path import MicPath
 from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.protocol.redact import trace_view
 from pivoicectl.realtime.session.conversation import (
     FATAL_ERRORS,
     Action,
     Conversation,
     Finish,
-    PlayReport,
     Record,
     Send,
     Show,
@@ -77,39 +78,6 @@ MIC_QUEUE_BLOCKS = 100
 
 _QUIET_SENDS = frozenset({"input_audio_buffer.append"})
 _QUIET_RECVS = frozenset({"response.output_audio.delta", "response.output_audio_transcript.delta"})
-
-
-class AudioEdge(Protocol):
-    underflows: int
-    overflows: int
-    sounding_until_s: float
-    """When (monotonic) the audio handed over so far will have been heard."""
-    relaxed_ms: int
-    """How seldom the edge may deliver mic audio for now (0: every block, promptly)."""
-    state_listener: Callable[[str, str], None] | None
-    """Told ("lost", why), ("back", text) and ("gone", why), on the event loop, by an edge
-    that recovers from a lost audio server."""
-
-    def start(
-        self, loop: asyncio.AbstractEventLoop, mic: Callable[[bytes, float], None]
-    ) -> None: ...
-
-    def drain_reports(self) -> list[PlayReport]: ...
-
-    def stop(self) -> None: ...
-
-
-class TalkButton(Protocol):
-    """A push-to-talk source (GPIO pin, space bar): calls `on_change(pressed)` on the
-    event loop whenever the debounced state changes."""
-
-    def start(self, loop: asyncio.AbstractEventLoop, on_change: Callable[[bool], None]) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-class Ui(Protocol):
-    def show(self, kind: str, text: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -258,12 +226,12 @@ class RealtimeClient:
         )
 
     async def _chime(self) -> None:
-        """Play the ready sound before connecting (see `audio_io.ready_chime_pcm`).
+        """Play the ready sound before connecting (see `edges.chime.ready_chime_pcm`).
 
         Nothing is streamed meanwhile (there is no connection), so its echo cannot reach
         the service; waits at most 3 s in case the device does not play.
         """
-        from pivoicectl.realtime.edges.portaudio import CHIME_ITEM_ID, ready_chime_pcm
+        from pivoicectl.realtime.edges.chime import CHIME_ITEM_ID, ready_chime_pcm
 
         playback = self.conversation.playback
         playback.push(CHIME_ITEM_ID, CHIME_ITEM_ID, ready_chime_pcm())
@@ -460,7 +428,7 @@ class RealtimeClient:
             event = ev.parse_server_event(text)
             if event.type not in _QUIET_RECVS:
                 self.trace.write(
-                    {"type": "recv", "event": ev.trace_view(event.data, self._secrets)}, now
+                    {"type": "recv", "event": trace_view(event.data, self._secrets)}, now
                 )
             if event.type == "input_audio_buffer.speech_stopped":
                 self._pacer.turn_ended(now)
@@ -499,7 +467,7 @@ class RealtimeClient:
 
     async def _send(self, conn: Connection, event: dict[str, Any]) -> None:
         if event.get("type") not in _QUIET_SENDS:
-            self.trace.write({"type": "send", "event": ev.trace_view(event, self._secrets)})
+            self.trace.write({"type": "send", "event": trace_view(event, self._secrets)})
         await conn.send(ev.dumps(event))
 
     # --- loop-side callbacks ----------------------------------------------------------------

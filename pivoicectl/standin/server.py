@@ -62,9 +62,9 @@ from pivoicectl.realtime.protocol.events import (
     decode_audio,
     encode_audio,
     ms_to_samples,
-    redact,
     samples_to_ms,
 )
+from pivoicectl.realtime.protocol.redact import redact
 
 log = logging.getLogger(__name__)
 

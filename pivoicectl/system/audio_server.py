@@ -275,3 +275,12 @@ class AudioServer:
 
     def set_default_sink(self, name: str, timeout_s: float = 5.0) -> None:
         self._set_default("sink", name, timeout_s)
+
+
+def server_has_node(name: str, kind: str) -> bool:
+    """Whether the audio server has a source (input) or sink (output) called `name`."""
+    try:
+        with AudioServer.connect(timeout_s=1.0) as server:
+            return server.find(name, "source" if kind == "input" else "sink") is not None
+    except UserError:
+        return False

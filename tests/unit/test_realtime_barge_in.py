@@ -10,8 +10,13 @@ from pivoicectl.realtime.mic.barge_in import BargeInDetector, BargeInSettings
 from pivoicectl.realtime.mic.echo_guard import EchoGuard, EchoGuardSettings, pcm_level_dbfs
 from pivoicectl.realtime.mic.mic_path import MicPath, OnsetMuteSettings
 from pivoicectl.realtime.protocol import events as ev
-from pivoicectl.realtime.session.conversation import Conversation, PlayReport, Record, Send
-from pivoicectl.realtime.session.playback import PlaybackQueue, PlayedSpan, TruncationMargins
+from pivoicectl.realtime.session.conversation import Conversation, Record, Send
+from pivoicectl.realtime.session.playback import (
+    PlaybackQueue,
+    PlayedSpan,
+    PlayReport,
+    TruncationMargins,
+)
 from pivoicectl.realtime.settings import RunSettings
 
 BLOCK_MS = 20

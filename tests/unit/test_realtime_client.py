@@ -33,8 +33,8 @@ from pivoicectl.realtime.edges.websocket import ConnectFailed, ConnectionLost, C
 from pivoicectl.realtime.mic.echo_guard import EchoGuardSettings
 from pivoicectl.realtime.mic.mic_path import MicDecision, MicPath, OnsetMuteSettings
 from pivoicectl.realtime.protocol import events as ev
-from pivoicectl.realtime.session.conversation import Conversation, PlayReport
-from pivoicectl.realtime.session.playback import PlaybackQueue
+from pivoicectl.realtime.session.conversation import Conversation
+from pivoicectl.realtime.session.playback import PlaybackQueue, PlayReport
 from pivoicectl.realtime.session.reconnect import BackoffPolicy, RenewalPolicy
 from pivoicectl.realtime.session.uplink import UplinkSettings
 from pivoicectl.standin.server import LocalServerSettings, LocalServerThread

@@ -14,13 +14,12 @@ from pivoicectl.realtime.protocol import events as ev
 from pivoicectl.realtime.session.conversation import (
     Conversation,
     Finish,
-    PlayReport,
     Record,
     Send,
     Show,
-    summarize,
 )
-from pivoicectl.realtime.session.playback import PlaybackQueue, TruncationMargins
+from pivoicectl.realtime.session.metrics import summarize
+from pivoicectl.realtime.session.playback import PlaybackQueue, PlayReport, TruncationMargins
 
 BLOCK = ev.ms_to_samples(10)
 

@@ -9,6 +9,7 @@ import pytest
 
 from pivoicectl.errors import UserError
 from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.protocol import redact as rd
 
 
 def test_default_session_update_has_the_ga_shape():
@@ -250,29 +251,29 @@ def test_redact_removes_keys_and_bearer_tokens():
         "usage": {"total_tokens": 5},
         "custom": "my-secret-local-token",
     }
-    clean = ev.redact(original, secrets=("my-secret-local-token",))
+    clean = rd.redact(original, secrets=("my-secret-local-token",))
     text = json.dumps(clean)
     assert key not in text
     assert "abc.def" not in text
     assert "xyz123" not in text
     assert "my-secret-local-token" not in text
-    assert clean["headers"]["Authorization"] == ev.REDACTED
+    assert clean["headers"]["Authorization"] == rd.REDACTED
     assert clean["headers"]["User-Agent"] == "pivoicectl"
     assert clean["usage"] == {"total_tokens": 5}
     assert clean["url"] == original["url"]
-    assert clean["list"][1] == ("Authorization", ev.REDACTED)
+    assert clean["list"][1] == ("Authorization", rd.REDACTED)
     assert original["headers"]["Authorization"] == f"Bearer {key}"  # input untouched
-    assert ev.redact("plain text") == "plain text"
-    assert ev.redact(42) == 42
+    assert rd.redact("plain text") == "plain text"
+    assert rd.redact(42) == 42
 
 
 def test_trace_view_shortens_audio():
     append = ev.input_audio_append(bytes(480))
-    assert ev.trace_view(append)["audio"] == "<480 bytes pcm16>"
+    assert rd.trace_view(append)["audio"] == "<480 bytes pcm16>"
     delta = {"type": "response.audio.delta", "delta": ev.encode_audio(bytes(10))}
-    assert ev.trace_view(delta)["delta"] == "<10 bytes pcm16>"
+    assert rd.trace_view(delta)["delta"] == "<10 bytes pcm16>"
     text = {"type": "response.output_audio_transcript.delta", "delta": "hello"}
-    assert ev.trace_view(text)["delta"] == "hello"
+    assert rd.trace_view(text)["delta"] == "hello"
 
 
 @pytest.mark.parametrize(
@@ -290,7 +291,7 @@ def test_trace_view_shortens_audio():
 )
 def test_the_quick_check_before_redacting_a_string_never_skips_a_key(text):
     """The shortcut for strings that cannot hold a key gives what the patterns give."""
-    from pivoicectl.realtime.protocol import events
+    from pivoicectl.realtime.protocol import redact as events
 
     full = events._BEARER.sub(lambda m: f"{m.group(1)} {events.REDACTED}", text)
     for pattern in events._KEY_PATTERNS:

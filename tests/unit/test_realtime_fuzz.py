@@ -17,6 +17,7 @@ import pytest
 from openai.types import realtime
 
 from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.protocol.redact import trace_view
 from pivoicectl.realtime.session.conversation import Conversation
 from pivoicectl.realtime.session.playback import PlaybackQueue, TruncationMargins
 
@@ -130,7 +131,7 @@ def test_random_valid_and_malformed_frames_never_crash_and_the_answer_plays_whol
     t = 0.0
     for frame in feed:
         event = ev.parse_server_event(frame)
-        json.dumps(ev.trace_view(event.data, ("sk-" + "a" * 20,)))  # what the trace writes
+        json.dumps(trace_view(event.data, ("sk-" + "a" * 20,)))  # what the trace writes
         conv.handle(event, t)
         t += 0.01
     played, _ = conv.playback.pull(len(answer) // 2)

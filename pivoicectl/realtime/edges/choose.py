@@ -29,7 +29,7 @@ def choose_backend(wanted: str, input_device: str | None, output_device: str | N
     """`pulse` or `portaudio` for `--audio-backend wanted` and the devices asked for."""
     if wanted != "auto":
         return wanted
-    from pivoicectl.realtime.edges.portaudio import server_has_node
+    from pivoicectl.system.audio_server import server_has_node
 
     for device, kind in ((input_device, "input"), (output_device, "output")):
         if device and (device.isdigit() or not server_has_node(device, kind)):

@@ -24,51 +24,20 @@ never on the event loop or in a callback.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from pivoicectl.dsp.levels import FLOOR_DBFS
 from pivoicectl.errors import UserError
+from pivoicectl.realtime.edges.interfaces import EdgeCounters, MicSink
 from pivoicectl.realtime.mic.echo_guard import pcm_level_dbfs
 from pivoicectl.realtime.protocol.events import SAMPLE_RATE_HZ, ms_to_samples
-from pivoicectl.realtime.session.conversation import PlayReport
-from pivoicectl.realtime.session.playback import PlaybackQueue
-
-MicSink = Callable[[bytes, float], None]
-"""Takes a mic block and its age: how long before the call its last sample was recorded
-(an edge that reads several blocks at once hands the older ones with their age, so the
-device-side decisions line them up with what the speaker played)."""
-
-CHIME_ITEM_ID = "pv_ready_chime"
-"""Playback item id of the start-up chime (no server item; never truncated)."""
-
-
-def ready_chime_pcm(duration_ms: int = 500, level_dbfs: float = -30.0, seed: int = 7) -> bytes:
-    """A soft "ready" whoosh: smoothed noise under a raised-cosine envelope, PCM16 24 kHz.
-
-    Why noise: the echo canceller has to hear broadband sound from the speaker before it
-    can cancel it; in the simulated room, a freshly started canceller let the onset of
-    the assistant's first answer through at about -45 dBFS, enough for the service's VAD
-    to take the assistant's own voice for a barge-in. Half a second of this before the
-    first turn trains it; users hear a short "ready" sound.
-    """
-    import numpy as np
-
-    n = ms_to_samples(duration_ms)
-    rng = np.random.default_rng(seed)
-    noise = np.convolve(rng.standard_normal(n + 3), np.ones(4) / 4, mode="valid")[:n]
-    envelope = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / max(1, n - 1))
-    wave = noise * envelope
-    rms = float(np.sqrt(np.mean(wave**2))) or 1.0
-    wave *= 10 ** (level_dbfs / 20) / rms
-    return (np.clip(wave, -1, 1) * 32767).astype("<i2").tobytes()
-
+from pivoicectl.realtime.session.playback import PlaybackQueue, PlayReport
+from pivoicectl.system.audio_server import server_has_node
 
 _PREFERRED = ("pulse", "pipewire", "default")
 """Devices routed through the audio server (so through source_ec), in order."""
@@ -76,17 +45,6 @@ _PREFERRED = ("pulse", "pipewire", "default")
 _PULSE_ENV = {"input": "PULSE_SOURCE", "output": "PULSE_SINK"}
 """How PortAudio's ALSA `pulse` device is pointed at one source or sink: libpulse
 takes its default device from these variables."""
-
-
-def server_has_node(name: str, kind: str) -> bool:
-    """Whether the audio server has a source (input) or sink (output) called `name`."""
-    from pivoicectl.system.audio_server import AudioServer
-
-    try:
-        with AudioServer.connect(timeout_s=1.0) as server:
-            return server.find(name, "source" if kind == "input" else "sink") is not None
-    except UserError:
-        return False
 
 
 def resolve_device(sd: Any, wanted: str | None, kind: str) -> int | str | None:
@@ -126,40 +84,6 @@ def resolve_device(sd: Any, wanted: str | None, kind: str) -> int | str | None:
             if d["name"].split(" ")[0] == name:
                 return int(d["index"])
     return None
-
-
-class EdgeCounters:
-    """What both sound edges keep for the client: the playback reports it drains and the
-    counters `run` summarises."""
-
-    def __init__(self) -> None:
-        self.reports: collections.deque[PlayReport] = collections.deque(maxlen=10_000)
-        self.underflows = 0
-        self.overflows = 0
-        self.output_latency_s = 0.0
-        self.input_latency_s = 0.0
-        self.output_starts = 0
-        self.output_aborts = 0
-        self.sounding_until_s = 0.0
-        """When (monotonic) the last audio handed to the sound system will have been
-        heard. Why: the edge holds audio ahead of the speaker that is no longer in the
-        `PlaybackQueue`, and the echo guard must stay closed until it has played."""
-        self.state_listener: Callable[[str, str], None] | None = None
-        """Set by the client: told ("lost", why), ("back", ...) and ("gone", why) by an
-        edge that recovers from a lost audio server (the libpulse one)."""
-        self.relaxed_ms = 0
-        """Set by the client: the audio may be read this seldom (ms) for now, because
-        the uplink sends it that seldom anyway (one of its batches); 0 while
-        a device-side decision needs every block promptly. Edges driven by device
-        callbacks ignore it."""
-
-    def drain_reports(self) -> list[PlayReport]:
-        """Reports appended since the last call."""
-        out = []
-        reports = self.reports
-        while reports:
-            out.append(reports.popleft())
-        return out
 
 
 class SoundDeviceAudio(EdgeCounters):

@@ -56,11 +56,11 @@ from typing import Any
 
 from pivoicectl.dsp.levels import FLOOR_DBFS
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.edges.portaudio import EdgeCounters, MicSink, server_has_node
+from pivoicectl.realtime.edges.interfaces import EdgeCounters, MicSink
 from pivoicectl.realtime.mic.echo_guard import pcm_level_dbfs
 from pivoicectl.realtime.protocol.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ, ms_to_samples
-from pivoicectl.realtime.session.conversation import PlayReport
-from pivoicectl.realtime.session.playback import PlaybackQueue, PlayedSpan
+from pivoicectl.realtime.session.playback import PlaybackQueue, PlayedSpan, PlayReport
+from pivoicectl.system.audio_server import server_has_node
 
 TIMING_EVERY_S = 0.08
 """How often the server's own indices are asked for while audio is out."""

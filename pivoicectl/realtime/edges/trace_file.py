@@ -2,7 +2,7 @@
 
 Why JSON lines flushed per record: a voice session ends by Ctrl+C, SIGTERM or a power
 cut as often as by itself, and whatever was written must still parse. Every record is
-passed through `events.redact` with the key in use, so the API key never reaches the
+passed through `protocol.redact.redact` with the key in use, so the API key never reaches the
 file even when it shows up inside an error message.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.protocol.events import redact
+from pivoicectl.realtime.protocol.redact import redact
 
 
 class TraceWriter:

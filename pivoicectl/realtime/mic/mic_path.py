@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pivoicectl.errors import UserError
 from pivoicectl.realtime.mic.barge_in import BargeInDetector, BargeInSettings
 from pivoicectl.realtime.mic.echo_guard import EchoGuard, EchoGuardSettings
-from pivoicectl.realtime.session.conversation import PlayReport
+from pivoicectl.realtime.session.playback import PlayReport
 
 
 @dataclass(frozen=True)

@@ -421,3 +421,26 @@ class PlaybackQueue:
             played_samples=account.played_samples,
             received_samples=account.received_samples,
         )
+
+
+@dataclass(frozen=True)
+class PlayReport:
+    """What one output callback handed to the device, reported from the audio thread.
+
+    `callback_s`: monotonic time the callback ran. `audible_s`: when the first sample of
+    that block reaches the speaker (callback time plus the latency the device reports).
+    `underflows`/`overflows`: cumulative counts of output underruns and input overruns.
+    """
+
+    callback_s: float
+    audible_s: float
+    spans: tuple[PlayedSpan, ...]
+    silence_samples: int
+    underflows: int = 0
+    overflows: int = 0
+    level_dbfs: float = -120.0
+    """RMS level of the block handed to the device (the echo guard's reference)."""
+
+    @property
+    def audio_samples(self) -> int:
+        return sum(span.samples for span in self.spans)
