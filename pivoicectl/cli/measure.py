@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-# Mirrors of pivoicectl.commands.measure's defaults: that module imports numpy, which
-# `--help` must not pay for. tests/unit/test_measure.py checks that they agree.
-DEFAULT_DURATION_S = 6.0
-DEFAULT_LEVEL_DBFS = -20.0
-DEFAULT_MIN_ERLE_DB = 25.0
-DEFAULT_MIN_RETENTION_DB = -10.0
+from pivoicectl.core.measure_plan import (
+    DEFAULT_DURATION_S,
+    DEFAULT_LEVEL_DBFS,
+    DEFAULT_MIN_ERLE_DB,
+    DEFAULT_MIN_RETENTION_DB,
+    MeasureOptions,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -72,7 +73,7 @@ def register(app: typer.Typer) -> None:
         """
         from pivoicectl.commands import measure as cmd
 
-        options = cmd.MeasureOptions(
+        options = MeasureOptions(
             duration_s=duration,
             signal=signal,
             level_dbfs=level,

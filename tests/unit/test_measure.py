@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pivoicectl.cli import measure as cli_measure
-from pivoicectl.commands import measure as m
+from pivoicectl.core import measure_analysis as analysis
+from pivoicectl.core import measure_plan as plan
 from pivoicectl.dsp.delay import delay_signal
 from pivoicectl.dsp.levels import dbfs
 from pivoicectl.dsp.signals import fit_length, make_signal, resample, scale_to_dbfs
@@ -43,27 +43,27 @@ def test_scale_fit_and_resample():
 
 def test_validate_rejects_bad_input():
     for opts, needle in [
-        (m.MeasureOptions(duration_s=1), "--duration"),
-        (m.MeasureOptions(signal="music"), "--signal"),
-        (m.MeasureOptions(level_dbfs=0), "--level"),
-        (m.MeasureOptions(talker_file=Path("a.wav")), "--talker-sink"),
-        (m.MeasureOptions(plot=Path("a.jpg")), "--plot"),
+        (plan.MeasureOptions(duration_s=1), "--duration"),
+        (plan.MeasureOptions(signal="music"), "--signal"),
+        (plan.MeasureOptions(level_dbfs=0), "--level"),
+        (plan.MeasureOptions(talker_file=Path("a.wav")), "--talker-sink"),
+        (plan.MeasureOptions(plot=Path("a.jpg")), "--plot"),
     ]:
         with pytest.raises(UserError, match=needle.lstrip("-")) as e:
-            m.validate(opts)
+            plan.validate(opts)
         assert e.value.exit_code == 2
 
 
 def test_choose_nodes():
     sources = {"sim_mic": False, "source_ec": False, "sim_speaker.monitor": True}
     sinks = {"sim_speaker", "sim_air"}
-    n = m.choose_nodes(m.MeasureOptions(), sources, sinks, "sim_speaker", None, "sim_mic")
+    n = plan.choose_nodes(plan.MeasureOptions(), sources, sinks, "sim_speaker", None, "sim_mic")
     assert (n.speaker, n.playback_sink, n.mic, n.output) == (
         "sim_speaker", "sim_speaker", "sim_mic", "source_ec"
     )  # fmt: skip
     # 0.3 setups: play into sink_ec, reference the real speaker pinned by the config
-    n = m.choose_nodes(
-        m.MeasureOptions(),
+    n = plan.choose_nodes(
+        plan.MeasureOptions(),
         sources,
         sinks | {"sink_ec"},
         "sink_ec",
@@ -72,27 +72,31 @@ def test_choose_nodes():
     )
     assert (n.speaker, n.playback_sink) == ("sim_speaker", "sink_ec")
     with pytest.raises(UserError, match="source_ec"):
-        m.choose_nodes(m.MeasureOptions(), {"sim_mic": False}, sinks, "sim_speaker", None, None)
+        plan.choose_nodes(
+            plan.MeasureOptions(), {"sim_mic": False}, sinks, "sim_speaker", None, None
+        )
     with pytest.raises(UserError, match="not a raw microphone"):
-        m.choose_nodes(m.MeasureOptions(mic="sim_speaker.monitor"), sources, sinks, "x", None, None)
+        plan.choose_nodes(
+            plan.MeasureOptions(mic="sim_speaker.monitor"), sources, sinks, "x", None, None
+        )
     with pytest.raises(UserError, match="talker"):
-        opts = m.MeasureOptions(talker_file=Path("t.wav"), talker_sink="nope")
-        m.choose_nodes(opts, sources, sinks, "sim_speaker", None, "sim_mic")
+        opts = plan.MeasureOptions(talker_file=Path("t.wav"), talker_sink="nope")
+        plan.choose_nodes(opts, sources, sinks, "sim_speaker", None, "sim_mic")
 
 
 def test_judge():
-    assert m.judge(40, False, 0.3, -3, 25, -10) == ("pass", [])
-    verdict, reasons = m.judge(20, True, None, -12, 25, -10)
+    assert plan.judge(40, False, 0.3, -3, 25, -10) == ("pass", [])
+    verdict, reasons = plan.judge(20, True, None, -12, 25, -10)
     assert verdict == "fail" and len(reasons) == 3 and "raise --level" in reasons[0]
 
 
 def test_onset_and_talker_placement():
     x = np.zeros(RATE)
     x[12000:] = 0.1
-    assert abs(m.signal_onset(x, RATE) - 12000) <= 480
-    assert m.signal_onset(np.zeros(RATE), RATE) is None
-    assert m.place_talker(np.ones(3), 2, 6).tolist() == [0, 0, 1, 1, 1, 0]
-    assert m.place_talker(np.ones(3), -1, 4).tolist() == [1, 1, 0, 0]
+    assert abs(analysis.signal_onset(x, RATE) - 12000) <= 480
+    assert analysis.signal_onset(np.zeros(RATE), RATE) is None
+    assert analysis.place_talker(np.ones(3), 2, 6).tolist() == [0, 0, 1, 1, 1, 0]
+    assert analysis.place_talker(np.ones(3), -1, 4).tolist() == [1, 1, 0, 0]
 
 
 def test_analyze_recovers_a_known_echo_path_and_canceller():
@@ -101,13 +105,13 @@ def test_analyze_recovers_a_known_echo_path_and_canceller():
     mic = 0.25 * delay_signal(far, 17.3 * RATE / 1000)
     out = 10 ** (-35 / 20) * mic + rng.standard_normal(far.size) * 1e-6
     rec = np.stack([far, mic, out], axis=1)
-    metrics, _levels, trimmed = m.analyze(rec, RATE)
+    metrics, _levels, trimmed = analysis.analyze(rec, RATE)
     assert abs(metrics.erl_db - 12.04) < 0.5
     assert abs(metrics.echo_delay_ms - 17.3) < 0.5
     assert abs(metrics.erle_db - 35.0) < 1.0 and not metrics.erle_capped
     assert trimmed.shape[0] <= rec.shape[0] - 4800 + 480
     with pytest.raises(UserError) as e:
-        m.analyze(np.zeros((RATE, 3)), RATE)
+        analysis.analyze(np.zeros((RATE, 3)), RATE)
     assert e.value.exit_code == 1
 
 
@@ -172,8 +176,18 @@ def test_link_plan_links_the_first_channel_of_each_node_into_its_own_input():
         link_plan(objects[:3] + objects[5:], "cap", channels)
 
 
-def test_cli_defaults_mirror_the_command_module():
-    assert cli_measure.DEFAULT_DURATION_S == m.DEFAULT_DURATION_S
-    assert cli_measure.DEFAULT_LEVEL_DBFS == m.DEFAULT_LEVEL_DBFS
-    assert cli_measure.DEFAULT_MIN_ERLE_DB == m.DEFAULT_MIN_ERLE_DB
-    assert cli_measure.DEFAULT_MIN_RETENTION_DB == m.DEFAULT_MIN_RETENTION_DB
+def test_measure_help_shows_the_plan_defaults():
+    """The command line takes its defaults from the plan, so help cannot drift from them."""
+    from typer.testing import CliRunner
+
+    from pivoicectl.main import app
+
+    out = CliRunner().invoke(app, ["measure", "--help"], env={"COLUMNS": "200"}).output
+    for flag, value in (
+        ("--duration", plan.DEFAULT_DURATION_S),
+        ("--level", plan.DEFAULT_LEVEL_DBFS),
+        ("--min-erle", plan.DEFAULT_MIN_ERLE_DB),
+        ("--min-retention", plan.DEFAULT_MIN_RETENTION_DB),
+    ):
+        line = next(row for row in out.splitlines() if flag + " " in row)
+        assert f"[default: {value:g}]" in line or f"[default: {value}]" in line, line
