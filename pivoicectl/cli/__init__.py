@@ -1,8 +1,7 @@
-"""Command adapters that register themselves on the app (one module per command).
+"""Command adapters, one module per command: options in, one call to
+`pivoicectl.commands.<name>`, render.
 
-Each module defines `register(app)`, adds its Typer command(s) with the options, and
-imports its heavy command module lazily inside the command function, so `--help` stays
-fast. `main.py` calls every `register` in `ADAPTERS`.
+Each module defines `register(app)`; `pivoicectl.main` imports and calls them
+explicitly. Heavy modules are imported inside the command functions so `--help` stays
+fast.
 """
-
-ADAPTERS = ("measure", "parrot", "run")
