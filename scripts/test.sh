@@ -14,4 +14,5 @@ fi
 echo "pipewire: $(pipewire --version | tail -1); wireplumber: $(wireplumber --version | tail -1)"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

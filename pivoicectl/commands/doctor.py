@@ -201,13 +201,13 @@ def render(report: DoctorReport, json_out: bool) -> None:
         if c.fix and c.status in (FAIL, WARN):
             text += f"\n[bold]fix:[/] {escape(c.fix)}"
         t.add_row(escape(c.id), _STYLE[c.status], text)
-    c = output.out()
-    c.print(t)
+    console = output.out()
+    console.print(t)
     for f in report.fixed:
-        c.print(f"[green]fixed:[/] {escape(f)}")
+        console.print(f"[green]fixed:[/] {escape(f)}")
     fails = sum(1 for ch in report.checks if ch.status == FAIL)
     warns = sum(1 for ch in report.checks if ch.status == WARN)
     if fails:
-        c.print(f"[bold red]{fails} check(s) failed[/], {warns} warning(s)")
+        console.print(f"[bold red]{fails} check(s) failed[/], {warns} warning(s)")
     else:
-        c.print(f"[green]no check failed[/] ({warns} warning(s))")
+        console.print(f"[green]no check failed[/] ({warns} warning(s))")

@@ -417,7 +417,7 @@ def down(paths: SimPaths, remove: bool = True) -> list[str]:
     stopped = stop_daemons(paths)
     data = read_instance(paths)
     dbus_pid, dbus_start = data.get("dbus_pid"), data.get("dbus_start")
-    if _alive(dbus_pid, dbus_start):
+    if dbus_pid is not None and _alive(dbus_pid, dbus_start):
         _terminate(dbus_pid, dbus_start)
         stopped.append("dbus-daemon")
     if remove and paths.instance_file.exists():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,7 +128,7 @@ class AudioServer:
     @classmethod
     @contextmanager
     def connect(
-        cls, server: str | None = None, timeout_s: float = 2.0, env: dict[str, str] | None = None
+        cls, server: str | None = None, timeout_s: float = 2.0, env: Mapping[str, str] | None = None
     ) -> Iterator[AudioServer]:
         """Connect, or raise UserError saying that the server is not running and how to start it."""
         import pulsectl

@@ -61,8 +61,9 @@ def parse_secret(data: Any) -> ClientSecret:
                 value = data.get("token")
             if isinstance(value, str) and value.strip():
                 expires = node.get("expires_at")
-                ok = isinstance(expires, int | float) and not isinstance(expires, bool)
-                return ClientSecret(value.strip(), float(expires) if ok else None)
+                if not isinstance(expires, int | float) or isinstance(expires, bool):
+                    expires = None
+                return ClientSecret(value.strip(), None if expires is None else float(expires))
     raise TokenRejected(
         'the answer has no client secret (expected {"value": ...} or '
         '{"client_secret": {"value": ...}})'

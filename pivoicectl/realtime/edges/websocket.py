@@ -9,7 +9,7 @@ backoff) rather than on websockets' exception zoo.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, TypedDict
 from urllib.parse import urlsplit
 
 
@@ -75,6 +75,12 @@ class _WebSocketConnection:
         await self._ws.close()  # type: ignore[attr-defined]
 
 
+class _ProxyOverride(TypedDict, total=False):
+    """Keyword arguments for `connect` that only some URLs get."""
+
+    proxy: None
+
+
 def _lost(exc: Exception) -> ConnectionLost:
     rcvd = getattr(exc, "rcvd", None)
     if rcvd is not None:
@@ -87,7 +93,7 @@ async def connect_websocket(url: str, headers: dict[str, str]) -> Connection:
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
-    kwargs: dict[str, object] = {}
+    kwargs: _ProxyOverride = {}
     if _is_loopback(url):
         kwargs["proxy"] = None  # websockets >= 15 honours proxy variables, even for 127.0.0.1
     try:

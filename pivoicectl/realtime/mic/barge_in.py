@@ -165,12 +165,16 @@ class BargeInDetector:
         self._pending += pcm
         fire = False
         # The energy VAD needs every frame (its noise floor); the model only when it counts.
-        idle = isinstance(self.vad, SileroFrameVad) and not self._listening(now_s)
+        idle_model = (
+            self.vad
+            if isinstance(self.vad, SileroFrameVad) and not self._listening(now_s)
+            else None
+        )
         while len(self._pending) >= self._frame_bytes:
             frame = bytes(self._pending[: self._frame_bytes])
             del self._pending[: self._frame_bytes]
-            if idle:
-                self.vad.skip(frame)
+            if idle_model is not None:
+                idle_model.skip(frame)
                 self._window.clear()
                 continue
             speech = self.vad.process(frame)

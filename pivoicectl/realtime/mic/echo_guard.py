@@ -28,6 +28,7 @@ import math
 import warnings
 from collections import deque
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
@@ -76,6 +77,7 @@ class GuardDecision:
     interrupt: bool = False
 
 
+_audioop: ModuleType | None
 try:  # the standard library's C RMS (deprecated in 3.11, gone in 3.13)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
