@@ -9,8 +9,11 @@ backoff) rather than on websockets' exception zoo.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypedDict
+from typing import TYPE_CHECKING, Protocol, TypedDict
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:  # imported at run time only when a connection opens
+    from websockets.asyncio.client import ClientConnection
 
 
 class ConnectFailed(Exception):
@@ -51,7 +54,7 @@ def _is_loopback(url: str) -> bool:
 
 
 class _WebSocketConnection:
-    def __init__(self, ws: object) -> None:
+    def __init__(self, ws: ClientConnection) -> None:
         from websockets.exceptions import ConnectionClosed
 
         self._ws = ws
@@ -60,19 +63,19 @@ class _WebSocketConnection:
 
     async def send(self, text: str) -> None:
         try:
-            await self._ws.send(text)  # type: ignore[attr-defined]
+            await self._ws.send(text)
         except self._closed as exc:
             raise _lost(exc) from exc
 
     async def recv(self) -> str:
         try:
-            message = await self._ws.recv()  # type: ignore[attr-defined]
+            message = await self._ws.recv()
         except self._closed as exc:
             raise _lost(exc) from exc
         return message if isinstance(message, str) else message.decode("utf-8", "replace")
 
     async def close(self) -> None:
-        await self._ws.close()  # type: ignore[attr-defined]
+        await self._ws.close()
 
 
 class _ProxyOverride(TypedDict, total=False):
