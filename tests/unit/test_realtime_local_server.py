@@ -22,13 +22,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from pivoicectl.errors import UserError
 from pivoicectl.realtime.protocol import events as ev
 from pivoicectl.realtime.session.playback import PlaybackQueue, TruncationMargins
-from pivoicectl.standin.server import (
-    BETA_CLOSE_CODE,
-    EnergyVad,
-    LocalRealtimeServer,
-    LocalServerSettings,
-    LocalServerThread,
-)
+from pivoicectl.standin import LocalRealtimeServer, LocalServerSettings, LocalServerThread
+from pivoicectl.standin.server import BETA_CLOSE_CODE
+from pivoicectl.standin.vad import EnergyVad
 
 pytestmark = pytest.mark.timeout(30)
 

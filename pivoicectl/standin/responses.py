@@ -1,0 +1,305 @@
+"""One connection's responses: an answer streamed at real-time pace, cancelled or completed.
+
+Kept apart from the input side (`session`) because it is the part with its own task
+and clock: the answer leaves in chunks against a monotonic clock, so a client's playback
+and barge-in timing behave as with the service, and a cancel lands between two chunks,
+never in the middle of one. At most one response streams at a time, as on the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from websockets.exceptions import ConnectionClosed
+
+from pivoicectl.realtime.protocol.events import BYTES_PER_SAMPLE, encode_audio, ms_to_samples
+from pivoicectl.standin import repeater
+from pivoicectl.standin.repeater import Answer
+from pivoicectl.standin.session_config import new_id
+from pivoicectl.standin.settings import LocalServerSettings
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+"""Sends one server event on the connection (stamping its `event_id`)."""
+
+
+@dataclass
+class Item:
+    """A conversation item as far as truncation needs to know it."""
+
+    id: str
+    role: Literal["user", "assistant"]
+    reply_pcm: bytes = b""
+    user_audio_samples: int = 0
+    sent_samples: int = 0
+    truncated_at_samples: int | None = None
+
+    @property
+    def audio_samples(self) -> int:
+        """The assistant audio the item holds: what was sent, cut by any truncation."""
+        if self.truncated_at_samples is None:
+            return self.sent_samples
+        return min(self.sent_samples, self.truncated_at_samples)
+
+
+@dataclass
+class ResponseRun:
+    """One response in flight: its answer, its output item and how it ends."""
+
+    id: str
+    item: Item
+    answer: Answer
+    cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_reason: str | None = None
+    status: str = "in_progress"
+    task: asyncio.Task[None] | None = None
+
+
+class Responder:
+    """Starts, streams and cancels the responses of one connection."""
+
+    def __init__(self, send: Send, settings: LocalServerSettings) -> None:
+        self._send = send
+        self.settings = settings
+        self.active: ResponseRun | None = None
+
+    async def start(
+        self,
+        item: Item,
+        answer: Answer,
+        previous_item_id: str | None,
+        output_audio: dict[str, Any],
+    ) -> None:
+        """Announce a response saying `answer` in `item` and start streaming it."""
+        run = ResponseRun(new_id("resp"), item, answer)
+        self.active = run
+        await self._send_start(run, previous_item_id, output_audio)
+        run.task = asyncio.create_task(self._stream(run))
+
+    async def cancel(self, reason: str) -> bool:
+        """Cancel the running response; True if it ended as cancelled."""
+        run = self.active
+        if run is None or run.task is None:
+            return False
+        run.cancel_reason = reason
+        run.cancel_event.set()
+        with contextlib.suppress(ConnectionClosed):
+            await run.task
+        return run.status == "cancelled"
+
+    async def close(self) -> None:
+        """Stop streaming without a word: the connection is gone."""
+        run = self.active
+        if run is not None and run.task is not None:
+            run.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await run.task
+
+    async def _send_start(
+        self, run: ResponseRun, previous_item_id: str | None, output_audio: dict[str, Any]
+    ) -> None:
+        await self._send(
+            {
+                "type": "response.created",
+                "response": {
+                    "object": "realtime.response",
+                    "id": run.id,
+                    "status": "in_progress",
+                    "status_details": None,
+                    "output": [],
+                    "conversation_id": "conv_local",
+                    "output_modalities": ["audio"],
+                    "audio": {"output": output_audio},
+                    "usage": None,
+                },
+            }
+        )
+        item = self._wire_item(run, "in_progress")
+        await self._send(
+            {
+                "type": "response.output_item.added",
+                "response_id": run.id,
+                "output_index": 0,
+                "item": item,
+            }
+        )
+        await self._send(
+            {"type": "conversation.item.added", "previous_item_id": previous_item_id, "item": item}
+        )
+        await self._send(
+            {
+                "type": "response.content_part.added",
+                "response_id": run.id,
+                "item_id": run.item.id,
+                "output_index": 0,
+                "content_index": 0,
+                "part": {"type": "audio", "transcript": ""},
+            }
+        )
+
+    def _wire_item(self, run: ResponseRun, status: str) -> dict[str, Any]:
+        content = (
+            []
+            if status == "in_progress"
+            else [{"type": "output_audio", "transcript": run.answer.transcript}]
+        )
+        return {
+            "id": run.item.id,
+            "object": "realtime.item",
+            "type": "message",
+            "status": status,
+            "role": "assistant",
+            "content": content,
+        }
+
+    async def _stream(self, run: ResponseRun) -> None:
+        """Send the answer in `output_chunk_ms` chunks, never ahead of real time.
+
+        Chunk i leaves at t0 + i * chunk duration (divided by `output_speed`): the client
+        holds at most one chunk more than it has played, as with a paced service. The
+        wait doubles as the cancellation point, so a cancel is acted on within
+        microseconds, never mid-chunk.
+        """
+        loop = asyncio.get_running_loop()
+        chunk_samples = ms_to_samples(self.settings.output_chunk_ms)
+        chunk_s = self.settings.output_chunk_ms / 1000 / self.settings.output_speed
+        pcm = run.answer.pcm
+        n_samples = len(pcm) // BYTES_PER_SAMPLE
+        t0 = loop.time()
+        try:
+            for index, offset in enumerate(range(0, n_samples, chunk_samples)):
+                if index:
+                    delay = t0 + index * chunk_s - loop.time()
+                    if delay > 0:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(run.cancel_event.wait(), delay)
+                if run.cancel_reason is not None:
+                    break
+                piece = pcm[offset * BYTES_PER_SAMPLE : (offset + chunk_samples) * BYTES_PER_SAMPLE]
+                run.item.sent_samples += len(piece) // BYTES_PER_SAMPLE
+                await self._send(
+                    {
+                        "type": "response.output_audio.delta",
+                        "response_id": run.id,
+                        "item_id": run.item.id,
+                        "output_index": 0,
+                        "content_index": 0,
+                        "delta": encode_audio(piece),
+                    }
+                )
+                if index == 0:
+                    await self._send(
+                        {
+                            "type": "response.output_audio_transcript.delta",
+                            "response_id": run.id,
+                            "item_id": run.item.id,
+                            "output_index": 0,
+                            "content_index": 0,
+                            "delta": run.answer.transcript,
+                        }
+                    )
+            # No await between this check and the decision: a cancel either lands before
+            # it (cancelled) or finds the response completing (too late to cancel).
+            if run.cancel_reason is not None:
+                await self._finish_cancelled(run)
+            else:
+                await self._finish_completed(run)
+        except ConnectionClosed:
+            pass  # the client is gone; the session's receive loop is ending too
+        finally:
+            if self.active is run:
+                self.active = None
+
+    def _ids(self, run: ResponseRun) -> dict[str, Any]:
+        return {
+            "response_id": run.id,
+            "item_id": run.item.id,
+            "output_index": 0,
+            "content_index": 0,
+        }
+
+    async def _finish_completed(self, run: ResponseRun) -> None:
+        run.status = "completed"
+        transcript = run.answer.transcript
+        await self._send(
+            {
+                "type": "response.output_audio_transcript.done",
+                **self._ids(run),
+                "transcript": transcript,
+            }
+        )
+        await self._send({"type": "response.output_audio.done", **self._ids(run)})
+        await self._send(
+            {
+                "type": "response.content_part.done",
+                **self._ids(run),
+                "part": {"type": "audio", "transcript": transcript},
+            }
+        )
+        item = self._wire_item(run, "completed")
+        await self._send(
+            {
+                "type": "response.output_item.done",
+                "response_id": run.id,
+                "output_index": 0,
+                "item": item,
+            }
+        )
+        await self._send({"type": "conversation.item.done", "item": item})
+        await self._send_response_done(run, "completed", None)
+
+    async def _finish_cancelled(self, run: ResponseRun) -> None:
+        run.status = "cancelled"
+        item = self._wire_item(run, "incomplete")
+        await self._send(
+            {
+                "type": "response.output_item.done",
+                "response_id": run.id,
+                "output_index": 0,
+                "item": item,
+            }
+        )
+        await self._send_response_done(
+            run, "cancelled", {"type": "cancelled", "reason": run.cancel_reason}
+        )
+
+    async def _send_response_done(
+        self, run: ResponseRun, status: str, status_details: dict[str, Any] | None
+    ) -> None:
+        tokens = repeater.usage(
+            run.answer.input_audio_samples, run.item.sent_samples, run.answer.transcript
+        )
+        in_audio, out_audio, out_text = tokens.input_audio, tokens.output_audio, tokens.output_text
+        await self._send(
+            {
+                "type": "response.done",
+                "response": {
+                    "object": "realtime.response",
+                    "id": run.id,
+                    "status": status,
+                    "status_details": status_details,
+                    "output": [
+                        self._wire_item(run, "completed" if status == "completed" else "incomplete")
+                    ],
+                    "conversation_id": "conv_local",
+                    "output_modalities": ["audio"],
+                    "usage": {
+                        "total_tokens": in_audio + out_audio + out_text,
+                        "input_tokens": in_audio,
+                        "output_tokens": out_audio + out_text,
+                        "input_token_details": {
+                            "text_tokens": 0,
+                            "audio_tokens": in_audio,
+                            "cached_tokens": 0,
+                        },
+                        "output_token_details": {
+                            "text_tokens": out_text,
+                            "audio_tokens": out_audio,
+                        },
+                    },
+                },
+            }
+        )

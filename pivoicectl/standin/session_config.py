@@ -1,0 +1,124 @@
+"""The session object the stand-in keeps per connection, and what `session.update` may change.
+
+Pure functions over the session dict, apart from the protocol plumbing, so the rules
+the service applies to `session.update` (GA `type: realtime` required, PCM at 24 kHz
+only, turn detection replaced whole) can be read and tested in one place.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from pivoicectl.realtime.protocol.events import SAMPLE_RATE_HZ
+
+SEMANTIC_SILENCE_MS = {"low": 1200, "medium": 600, "auto": 600, "high": 300}
+"""semantic_vad has no silence setting; its eagerness is approximated by one."""
+
+
+def new_id(prefix: str) -> str:
+    """A random id in the service's style, e.g. `item_3f2a...`."""
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def default_session(model: str) -> dict[str, Any]:
+    """The session a new connection starts with, as the service reports it."""
+    pcm = {"type": "audio/pcm", "rate": SAMPLE_RATE_HZ}
+    return {
+        "type": "realtime",
+        "object": "realtime.session",
+        "id": new_id("sess"),
+        "model": model,
+        "output_modalities": ["audio"],
+        "instructions": "",
+        "tools": [],
+        "tool_choice": "auto",
+        "max_output_tokens": "inf",
+        "audio": {
+            "input": {
+                "format": dict(pcm),
+                "transcription": None,
+                "noise_reduction": None,
+                "turn_detection": {
+                    "type": "server_vad",
+                    "threshold": 0.5,
+                    "prefix_padding_ms": 300,
+                    "silence_duration_ms": 500,
+                    "create_response": True,
+                    "interrupt_response": True,
+                    "idle_timeout_ms": None,
+                },
+            },
+            "output": {"format": dict(pcm), "voice": "alloy", "speed": 1.0},
+        },
+    }
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `update` applied as the service applies a `session.update`."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            # turn_detection is replaced whole: switching server_vad -> semantic_vad must
+            # not keep server_vad-only fields.
+            out[key] = value if key == "turn_detection" else deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class UpdateRejection:
+    """Why a `session.update` is refused, as the fields of the service's error event."""
+
+    code: str
+    message: str
+    param: str
+
+
+def check_session_update(update: Any) -> UpdateRejection | None:
+    """None if `update` (the event's `session`) may be applied, else why not."""
+    if not isinstance(update, dict):
+        return UpdateRejection(
+            "missing_required_parameter", "Missing required parameter: 'session'.", "session"
+        )
+    if update.get("type") != "realtime":
+        return UpdateRejection(
+            "missing_required_parameter",
+            "Missing required parameter: 'session.type'.",
+            "session.type",
+        )
+    audio: dict[str, Any] = update["audio"] if isinstance(update.get("audio"), dict) else {}
+    for direction in ("input", "output"):
+        fmt = (audio.get(direction) or {}).get("format")
+        if isinstance(fmt, dict) and (
+            fmt.get("type", "audio/pcm") != "audio/pcm"
+            or fmt.get("rate", SAMPLE_RATE_HZ) != SAMPLE_RATE_HZ
+        ):
+            return UpdateRejection(
+                "invalid_value",
+                f"The local server only speaks audio/pcm at {SAMPLE_RATE_HZ} Hz.",
+                f"session.audio.{direction}.format",
+            )
+    td = (audio.get("input") or {}).get("turn_detection", "absent")
+    if td not in ("absent", None) and (
+        not isinstance(td, dict) or td.get("type") not in ("server_vad", "semantic_vad")
+    ):
+        return UpdateRejection(
+            "invalid_value",
+            "Invalid value for turn_detection.type; expected server_vad or semantic_vad.",
+            "session.audio.input.turn_detection.type",
+        )
+    return None
+
+
+def vad_parameters(turn_detection: dict[str, Any]) -> tuple[float, int]:
+    """The energy VAD's (threshold 0..1, silence ms) for a turn_detection object."""
+    if turn_detection.get("type") == "semantic_vad":
+        eagerness = str(turn_detection.get("eagerness", "auto"))
+        return 0.5, SEMANTIC_SILENCE_MS.get(eagerness, 600)
+    return (
+        float(turn_detection.get("threshold", 0.5)),
+        int(turn_detection.get("silence_duration_ms", 500)),
+    )
