@@ -52,6 +52,7 @@ def setup(
       pivoicectl setup --undo
     """
     from pivoicectl.commands import setup as cmd
+    from pivoicectl.commands.setup_undo import undo as undo_setup
 
     options = cmd.SetupOptions(
         mic=mic,
@@ -62,7 +63,7 @@ def setup(
         timeout_s=timeout,
     )
     progress = not json_out
-    result = cmd.undo(options, progress) if undo else cmd.setup(options, progress)
+    result = undo_setup(options, progress) if undo else cmd.setup(options, progress)
     cmd.render(result, json_out)
 
 

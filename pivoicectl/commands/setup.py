@@ -7,12 +7,8 @@ it, so `--undo` can restore the previous file tree and default source.
 
 from __future__ import annotations
 
-import json
-import os
-import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pivoicectl import render as output
@@ -22,9 +18,9 @@ from pivoicectl.errors import UserError
 from pivoicectl.system import (
     fileops,
     paths,
-    pw_metadata,
     restart,
     session_manager,
+    undo_record,
     versions,
     wireplumber_state,
 )
@@ -154,7 +150,7 @@ def _node_exists(name: str, kind: str) -> bool:
         return s.find(name, kind) is not None
 
 
-def _restart(result: SetupResult, opts: SetupOptions, progress: bool) -> bool:
+def restart_and_report(result: SetupResult, opts: SetupOptions, progress: bool) -> bool:
     """Restart PipeWire as planned; False if the user has to do it."""
     plan = restart.plan()
     if not opts.restart:
@@ -175,7 +171,7 @@ def _restart(result: SetupResult, opts: SetupOptions, progress: bool) -> bool:
     return True
 
 
-def _wait_ready(
+def wait_ready(
     nodes: list[tuple[str, str]], opts: SetupOptions, restarted: bool, progress: bool
 ) -> None:
     """Wait for the nodes and for WirePlumber, which can start later than pipewire-pulse."""
@@ -273,7 +269,7 @@ def setup(opts: SetupOptions, progress: bool = True) -> SetupResult:
 
     first_setup = False
     if write or set_source or set_sink:
-        first_setup = _record_undo(conf_path, old_bytes, info, saved, new_bytes)
+        first_setup = undo_record.create(conf_path, old_bytes, info, saved, new_bytes)
         if not first_setup:
             result.notes.append("--undo still puts back what was there before the first setup")
 
@@ -283,7 +279,7 @@ def setup(opts: SetupOptions, progress: bool = True) -> SetupResult:
                 result.backup_path = str(fileops.backup(conf_path, paths.backup_dir()))
                 result.actions.append(f"backed up the previous config to {result.backup_path}")
                 if first_setup:
-                    _update_undo(backup_path=result.backup_path)
+                    undo_record.update(backup_path=result.backup_path)
             fileops.atomic_write(conf_path, new_bytes)
         except UserError:
             if first_setup:  # nothing was changed: nothing to undo
@@ -291,14 +287,14 @@ def setup(opts: SetupOptions, progress: bool = True) -> SetupResult:
             raise
         result.actions.append(f"wrote {conf_path} ({result.template})")
 
-    if need_restart and not _restart(result, opts, progress):
+    if need_restart and not restart_and_report(result, opts, progress):
         still_there = _node_exists(SOURCE_NAME, "source")
         if not still_there or write:
             result.complete = False
             result.changed = bool(result.actions)
             return result
     needed = [(SOURCE_NAME, "source")] + ([(SINK_NAME, "sink")] if cfg.uses_sink else [])
-    _wait_ready(needed, opts, need_restart, progress)
+    wait_ready(needed, opts, need_restart, progress)
 
     with AudioServer.connect() as server:
         info_now = server.info()
@@ -343,210 +339,6 @@ def setup(opts: SetupOptions, progress: bool = True) -> SetupResult:
     result.changed = bool(result.actions)
     if not result.changed:
         result.notes.append("nothing to change: already set up")
-    return result
-
-
-# ----------------------------------------------------------------------------- undo record
-
-
-def _record_undo(
-    conf_path: Path, old_bytes: bytes | None, info: ServerInfo, saved: dict[str, str], new: bytes
-) -> bool:
-    """Record the state before the first setup; True if this is that first setup.
-
-    A later setup only notes what it writes now: the record keeps what was there
-    before the first one (file, defaults, WirePlumber's saved defaults), so a second
-    setup cannot make `--undo` put back source_ec.
-    """
-    if paths.setup_undo_file().exists():
-        _update_undo(written_sha256=fileops.sha256(new))
-        return False
-    record = {
-        "version": 2,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "config_path": str(conf_path),
-        "had_file": old_bytes is not None,
-        "old_sha256": fileops.sha256(old_bytes) if old_bytes is not None else None,
-        "written_sha256": fileops.sha256(new),
-        "backup_path": None,
-        "created_dirs": [str(p) for p in fileops.missing_parents(conf_path)],
-        "previous_default_source": info.default_source,
-        "previous_default_sink": info.default_sink,
-        "previous_saved_defaults": wireplumber_state.configured(saved),
-    }
-    fileops.atomic_write(paths.setup_undo_file(), json.dumps(record, indent=2).encode())
-    return True
-
-
-def _update_undo(**changes: Any) -> None:
-    record = _load_undo()
-    record.update(changes)
-    fileops.atomic_write(paths.setup_undo_file(), json.dumps(record, indent=2).encode())
-
-
-def _load_undo() -> dict[str, Any]:
-    try:
-        return json.loads(paths.setup_undo_file().read_text())
-    except FileNotFoundError as e:
-        raise UserError(
-            "there is no setup to undo", f"{paths.setup_undo_file()} does not exist"
-        ) from e
-    except OSError as e:
-        raise fileops.file_error(paths.setup_undo_file(), "read", e) from e
-    except ValueError as e:
-        raise UserError(
-            f"the undo record {paths.setup_undo_file()} is damaged",
-            "restore the file from its backup by hand",
-        ) from e
-
-
-# ----------------------------------------------------------------------------- undo
-
-
-def _describe_stack(names: list[str]) -> str:
-    return ", then ".join(names) if names else "nothing"
-
-
-def _restore_saved(saved_before: dict[str, list[str]], result: SetupResult) -> None:
-    """Put WirePlumber's saved defaults back as they were before the first setup.
-
-    Deleting a configured key makes WirePlumber 0.5 forget its whole list of earlier
-    choices; writing the old names back oldest first rebuilds that list in order. This
-    goes through the metadata, not the Pulse protocol, because earlier names may
-    belong to devices that are unplugged now.
-    """
-    whole = wireplumber_state.rebuilds_lists(versions.installed_wireplumber())
-    want = wireplumber_state.restorable(saved_before, whole)
-    now = wireplumber_state.restorable(
-        wireplumber_state.configured(wireplumber_state.persisted_defaults()), whole
-    )
-    for key, names in want.items():
-        if now.get(key) == names:
-            continue
-        if whole or not names:
-            pw_metadata.delete("default", key)
-        for name in reversed(names):
-            pw_metadata.write("default", key, json.dumps({"name": name}), "Spa:String:JSON")
-        kind = key.rsplit(".", 1)[-1]
-        result.actions.append(
-            f"put back WirePlumber's saved default {kind}: {_describe_stack(names)}"
-        )
-    result.persisted = wireplumber_state.wait_configured(want, whole)
-    if not result.persisted:
-        result.notes.append(
-            f"WirePlumber did not save the previous defaults in "
-            f"{paths.wireplumber_default_nodes()}: is WirePlumber running?"
-        )
-    elif not whole:
-        result.notes.append(
-            f"WirePlumber 0.4 keeps {SOURCE_NAME} in its list of earlier choices (it never "
-            "forgets one); it would only pick it again if it came back"
-        )
-
-
-def _restore_defaults_v1(record: dict[str, Any], result: SetupResult) -> None:
-    """Undo records written before WirePlumber's saved state was kept: set the
-    previous default source and sink again."""
-    prev_source = record.get("previous_default_source") or ""
-    prev_sink = record.get("previous_default_sink") or ""
-    saved = wireplumber_state.persisted_defaults()
-    with AudioServer.connect() as server:
-        now = server.info()
-        for kind, prev, current, key, set_default in (
-            (
-                "source",
-                prev_source,
-                now.default_source,
-                wireplumber_state.SOURCE_KEY,
-                server.set_default_source,
-            ),
-            (
-                "sink",
-                prev_sink,
-                now.default_sink,
-                wireplumber_state.SINK_KEY,
-                server.set_default_sink,
-            ),
-        ):
-            # Current and saved: WirePlumber may show the old default (source_ec is
-            # gone) while it still has source_ec saved for the next boot.
-            if not prev or (current == prev and saved.get(key) in (None, prev)):
-                continue
-            if server.find(prev, kind):
-                set_default(prev)
-                result.actions.append(f"set the default {kind} back to {prev}")
-            else:
-                result.notes.append(f"the previous default {kind} {prev} is gone")
-    if prev_source:
-        result.persisted = wireplumber_state.wait_persisted(
-            wireplumber_state.SOURCE_KEY, prev_source
-        )
-
-
-def undo(opts: SetupOptions, progress: bool = True) -> SetupResult:
-    record = _load_undo()
-    conf_path = Path(record["config_path"])
-    current = fileops.read_or_none(conf_path)
-    result = SetupResult(
-        operation="undo", changed=False, dry_run=opts.dry_run, config_path=str(conf_path)
-    )
-    saved_before: dict[str, list[str]] | None = record.get("previous_saved_defaults")
-    backup_path = record.get("backup_path")
-    user_edited = current is not None and fileops.sha256(current) != record["written_sha256"]
-
-    steps: list[str] = []
-    if backup_path:
-        steps.append(f"restore {conf_path} from {backup_path}")
-    elif current is not None:
-        steps.append(f"remove {conf_path}")
-    for d in reversed(record.get("created_dirs", [])):
-        steps.append(f"remove the empty directory {d}")
-    steps.append(restart.plan().describe() if opts.restart else "skip the restart (--no-restart)")
-    if saved_before is not None:
-        for key, names in saved_before.items():
-            kind = key.rsplit(".", 1)[-1]
-            steps.append(f"put back WirePlumber's saved default {kind}: {_describe_stack(names)}")
-    else:
-        for kind in ("source", "sink"):
-            if record.get(f"previous_default_{kind}"):
-                steps.append(f"set the default {kind} back to {record[f'previous_default_{kind}']}")
-    if opts.dry_run:
-        result.actions = steps
-        result.changed = True
-        return result
-
-    if user_edited:
-        saved = fileops.backup(conf_path, paths.backup_dir())
-        result.notes.append(f"{conf_path} was edited after setup; kept a copy at {saved}")
-    with fileops.boundary(conf_path, "restore" if backup_path else "remove"):
-        if backup_path:
-            os.replace(backup_path, conf_path)
-        elif current is not None:
-            conf_path.unlink()
-    if backup_path:
-        result.actions.append(f"restored {conf_path} from {backup_path}")
-    elif current is not None:
-        result.actions.append(f"removed {conf_path}")
-    for d in reversed(record.get("created_dirs", [])):
-        try:
-            Path(d).rmdir()
-            result.actions.append(f"removed the empty directory {d}")
-        except OSError:
-            pass  # not empty: something else lives there now
-
-    restarted = _restart(result, opts, progress)
-    _wait_ready([], opts, restarted, progress)
-    if saved_before is not None:
-        _restore_saved(saved_before, result)
-    else:
-        _restore_defaults_v1(record, result)
-    with AudioServer.connect() as server:
-        final = server.info()
-    result.default_source = final.default_source
-    result.default_sink = final.default_sink
-    with fileops.boundary(paths.setup_undo_file(), "remove"):
-        paths.setup_undo_file().unlink()
-    result.changed = True
     return result
 
 
