@@ -13,12 +13,65 @@ the floor instead.
 
 from __future__ import annotations
 
+import math
+import warnings
+from types import ModuleType
+
 import numpy as np
 
 FLOOR_DBFS = -120.0
 """Lowest level ever reported; well under 16-bit quantization noise (-101 dBFS RMS)."""
 
 _INT_FULL_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0}
+
+_audioop: ModuleType | None
+try:  # the standard library's C RMS (deprecated in 3.11, gone in 3.13)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import audioop as _audioop
+except ImportError:  # pragma: no cover - Python 3.13+
+    _audioop = None
+"""Why: `run` takes the level of every mic block and of every block it plays. Right
+after a wakeup, with cold caches, numpy's version cost 11 us a block and `audioop.rms`
+2.5 us; `py-spy` put numpy's at 14 % of the client's busy time."""
+
+_PCM16_BYTES = 2
+_PCM16_FULL_SCALE = 32768.0
+_FLOOR_POWER = 10.0 ** (FLOOR_DBFS / 10.0)
+
+
+def pcm16_dbfs(pcm: bytes | bytearray | memoryview | np.ndarray) -> float:
+    """RMS level of one block of PCM16 in dBFS, `FLOOR_DBFS` for silence or nothing.
+
+    For the per-block live paths (every mic block and every played block of `run`, each
+    frame of the energy VAD): raw capture bytes or an int16 array, no conversion to
+    float. With `audioop` the RMS is counted in whole 16-bit steps (rounded down), so a
+    level reads up to 0.1 dB low above -50 dBFS and up to 0.8 dB low at -70 dBFS, and
+    anything under one step RMS (-90.3 dBFS) reads as the floor; without it (Python
+    3.13 on) the level is exact. A trailing odd byte is ignored.
+    """
+    if type(pcm) is bytes:  # what the edges deliver: the one check on the hot path
+        n = len(pcm) >> 1
+        if len(pcm) & 1:
+            pcm = pcm[:-1]
+    elif isinstance(pcm, np.ndarray):
+        if pcm.dtype != np.int16:
+            raise ValueError(f"expected int16 PCM, got {pcm.dtype}")
+        if not pcm.flags.c_contiguous:
+            pcm = np.ascontiguousarray(pcm)
+        n = pcm.size
+    else:
+        view = memoryview(pcm).cast("B")
+        n = view.nbytes >> 1
+        pcm = view[: n * _PCM16_BYTES]
+    if n == 0:
+        return FLOOR_DBFS
+    if _audioop is not None:
+        steps = _audioop.rms(pcm, _PCM16_BYTES)
+        return 20.0 * math.log10(steps / _PCM16_FULL_SCALE) if steps else FLOOR_DBFS
+    x = np.frombuffer(pcm, dtype=np.int16, count=n).astype(np.float32)
+    power = float(np.dot(x, x)) / (n * _PCM16_FULL_SCALE * _PCM16_FULL_SCALE)
+    return 10.0 * math.log10(power) if power > _FLOOR_POWER else FLOOR_DBFS
 
 
 def as_float(signal: np.ndarray) -> np.ndarray:

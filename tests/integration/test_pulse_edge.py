@@ -16,7 +16,7 @@ from tests.integration.test_audio_edge import probe_streams, run_script
 START = r"""
 import asyncio, json, time
 import numpy as np
-from pivoicectl.realtime.mic.echo_guard import pcm_level_dbfs
+from pivoicectl.dsp.levels import pcm16_dbfs
 from pivoicectl.realtime.session.playback import PlaybackQueue
 from pivoicectl.realtime.edges.pulse import PulseAudioEdge
 
@@ -49,8 +49,8 @@ LOOP = (
     out["handed_ms"] = plan.played_samples / 24
     out["truncate_ms"] = plan.audio_end_ms
     out["unheard_ms"] = audio.unheard_at_abort_ms
-    out["loud_during"] = [pcm_level_dbfs(p) for t, p in blocks if t_flush - 0.6 < t < t_flush - 0.1]
-    out["loud_after"] = [pcm_level_dbfs(p) for t, p in blocks if t > t_flush + 0.25]
+    out["loud_during"] = [pcm16_dbfs(p) for t, p in blocks if t_flush - 0.6 < t < t_flush - 0.1]
+    out["loud_after"] = [pcm16_dbfs(p) for t, p in blocks if t > t_flush + 0.25]
     out["silent_report"] = any(not r.spans and r.callback_s >= t_flush for r in audio.drain_reports())
     out["underflows"] = audio.underflows
     audio.stop()
@@ -78,7 +78,7 @@ PACED = (
     t_empty = time.monotonic()
     sounding_s = audio.sounding_until_s - t_empty
     await asyncio.sleep(0.8)
-    loud = [t for t, p in blocks if t > t0 and pcm_level_dbfs(p) > -40]
+    loud = [t for t, p in blocks if t > t0 and pcm16_dbfs(p) > -40]
     print(json.dumps({
         "mic_after_empty_ms": (loud[-1] - t_empty) * 1000,
         "sounding_after_empty_ms": sounding_s * 1000,

@@ -14,6 +14,7 @@ from pivoicectl.dsp.levels import (
     frame_levels_dbfs,
     frame_powers,
     frame_signal,
+    pcm16_dbfs,
     power_to_dbfs,
     rms,
 )
@@ -88,3 +89,51 @@ def test_frame_levels_follow_each_part_of_the_signal():
     np.testing.assert_allclose(levels[25:50], FLOOR_DBFS)
     np.testing.assert_allclose(levels[50:], -9.03, atol=0.01)
     np.testing.assert_allclose(frame_powers(loud, 320), 0.125, rtol=1e-6)
+
+
+def pcm16_noise(level_dbfs: float, n: int = 480, seed: int = 0) -> np.ndarray:
+    """White noise of `n` int16 samples whose RMS is `level_dbfs`."""
+    x = np.random.default_rng(seed).standard_normal(n)
+    x *= 32768.0 * 10 ** (level_dbfs / 20) / np.sqrt(np.mean(x * x))
+    return np.round(x).astype(np.int16)
+
+
+def test_pcm16_level_of_bytes_and_of_int16_arrays_agree_with_the_whole_signal_level():
+    for level in (-20.0, -33.0, -45.0):
+        block = pcm16_noise(level)
+        assert pcm16_dbfs(block) == pytest.approx(level, abs=0.1)
+        assert pcm16_dbfs(block.tobytes()) == pcm16_dbfs(block)
+        assert pcm16_dbfs(bytearray(block.tobytes())) == pcm16_dbfs(block)
+        assert pcm16_dbfs(memoryview(block)) == pcm16_dbfs(block)
+        assert pcm16_dbfs(block) == pytest.approx(dbfs(block), abs=0.1)
+    stereo = np.stack([pcm16_noise(-20.0), np.zeros(480, np.int16)], axis=1)
+    assert pcm16_dbfs(stereo[:, 0]) == pcm16_dbfs(pcm16_noise(-20.0))  # a strided column
+
+
+def test_pcm16_silence_nothing_and_a_lone_odd_byte_read_as_the_floor():
+    assert pcm16_dbfs(np.zeros(480, np.int16).tobytes()) == FLOOR_DBFS
+    assert pcm16_dbfs(b"") == FLOOR_DBFS
+    assert pcm16_dbfs(b"\x7f") == FLOOR_DBFS
+    assert pcm16_dbfs(np.zeros(0, np.int16)) == FLOOR_DBFS
+    block = pcm16_noise(-30.0).tobytes()
+    assert pcm16_dbfs(block + b"\x7f") == pcm16_dbfs(block)  # the odd byte is ignored
+
+
+def test_pcm16_level_rejects_samples_that_are_not_int16():
+    with pytest.raises(ValueError, match="int16"):
+        pcm16_dbfs(np.zeros(480, np.float32))
+
+
+def test_pcm16_level_is_the_same_with_and_without_audioop(monkeypatch):
+    """audioop where Python has it (whole RMS steps), numpy where it does not (3.13 on)."""
+    from pivoicectl.dsp import levels
+
+    blocks = [np.zeros(480, np.int16)] + [pcm16_noise(d) for d in (-70.0, -45.0, -20.0, -33.0)]
+    fast = [pcm16_dbfs(b.tobytes()) for b in blocks]
+    monkeypatch.setattr(levels, "_audioop", None)
+    exact = [pcm16_dbfs(b.tobytes()) for b in blocks]
+    assert exact[0] == fast[0] == FLOOR_DBFS
+    assert exact[1:] == pytest.approx([-70.0, -45.0, -20.0, -33.0], abs=0.05)
+    assert fast[1:] == pytest.approx(exact[1:], abs=0.8)
+    assert fast[2:] == pytest.approx(exact[2:], abs=0.1)
+    assert all(f <= e for f, e in zip(fast[1:], exact[1:], strict=True))  # rounded down

@@ -7,7 +7,7 @@ import pytest
 
 from pivoicectl.errors import UserError
 from pivoicectl.realtime.mic.barge_in import BargeInDetector, BargeInSettings
-from pivoicectl.realtime.mic.echo_guard import EchoGuard, EchoGuardSettings, pcm_level_dbfs
+from pivoicectl.realtime.mic.echo_guard import EchoGuard, EchoGuardSettings
 from pivoicectl.realtime.mic.mic_path import MicPath, OnsetMuteSettings
 from pivoicectl.realtime.protocol import events as ev
 from pivoicectl.realtime.session.conversation import Conversation, Record, Send
@@ -46,11 +46,6 @@ def feed_blocks(det: BargeInDetector, blocks, t0: float, playing: bool):
 
 
 # --- the detector ------------------------------------------------------------------------
-
-
-def test_pcm_level():
-    assert abs(pcm_level_dbfs(tone(-20.0)) + 20.0) < 0.3
-    assert pcm_level_dbfs(b"") == -120.0
 
 
 def test_speech_over_the_assistant_triggers_after_threshold_frames_once():

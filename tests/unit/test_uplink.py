@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pivoicectl.dsp.levels import pcm16_dbfs
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.mic.echo_guard import pcm_level_dbfs
 from pivoicectl.realtime.session.uplink import UplinkPacer, UplinkSettings
 
 RATE = 24000
@@ -60,13 +60,13 @@ F, T = False, True
 
 def test_the_test_signals_have_the_levels_they_claim():
     assert len(silence()) == BLOCK_SAMPLES * 2
-    assert pcm_level_dbfs(silence()) == -120.0
+    assert pcm16_dbfs(silence()) == -120.0
     # audioop.rms (used where Python still has it) rounds the RMS down to whole steps:
     # 10.4 steps read as 10 at -70 dBFS.
-    assert pcm_level_dbfs(noise(-70)) == pytest.approx(-70, abs=0.4)
-    assert pcm_level_dbfs(noise(-45)) == pytest.approx(-45, abs=0.1)
-    assert pcm_level_dbfs(sine(-20)) == pytest.approx(-20, abs=0.05)
-    assert pcm_level_dbfs(sine(-33)) == pytest.approx(-33, abs=0.05)
+    assert pcm16_dbfs(noise(-70)) == pytest.approx(-70, abs=0.4)
+    assert pcm16_dbfs(noise(-45)) == pytest.approx(-45, abs=0.1)
+    assert pcm16_dbfs(sine(-20)) == pytest.approx(-20, abs=0.05)
+    assert pcm16_dbfs(sine(-33)) == pytest.approx(-33, abs=0.05)
 
 
 def test_quiet_batch_ms_zero_sends_every_block_at_once():
@@ -244,19 +244,6 @@ def test_uplink_settings_rejects_idle_batch_ms_out_of_range(bad):
     with pytest.raises(UserError, match=f"uplink_idle_batch_ms = {bad} is out of range") as info:
         UplinkSettings(idle_batch_ms=bad)
     assert info.value.hint == "use 0 to 1000"
-
-
-def test_both_ways_of_taking_a_level_agree(monkeypatch):
-    """audioop where Python has it, numpy where it does not (3.13 on)."""
-    from pivoicectl.realtime.mic import echo_guard
-
-    blocks = [silence(), noise(-70), noise(-45), sine(-20), sine(-33)]
-    fast = [echo_guard.pcm_level_dbfs(b) for b in blocks]
-    monkeypatch.setattr(echo_guard, "_audioop", None)
-    exact = [echo_guard.pcm_level_dbfs(b) for b in blocks]
-    assert exact[0] == fast[0] == -120.0
-    assert fast[1:] == pytest.approx(exact[1:], abs=0.4)
-    assert exact[1:] == pytest.approx([-70, -45, -20, -33], abs=0.1)
 
 
 def test_talk_batches_while_nothing_plays_and_speech_batches_for_the_silence_that_ends_a_turn():

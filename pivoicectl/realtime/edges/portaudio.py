@@ -31,10 +31,9 @@ import threading
 import time
 from typing import Any
 
-from pivoicectl.dsp.levels import FLOOR_DBFS
+from pivoicectl.dsp.levels import FLOOR_DBFS, pcm16_dbfs
 from pivoicectl.errors import UserError
 from pivoicectl.realtime.edges.interfaces import EdgeCounters, MicSink
-from pivoicectl.realtime.mic.echo_guard import pcm_level_dbfs
 from pivoicectl.realtime.protocol.events import SAMPLE_RATE_HZ, ms_to_samples
 from pivoicectl.realtime.session.playback import PlaybackQueue, PlayReport
 from pivoicectl.system.audio_server import server_has_node
@@ -140,7 +139,7 @@ class SoundDeviceAudio(EdgeCounters):
         if accounting.spans:
             self._last_audio_s = now
             self.sounding_until_s = now + delay + frames / SAMPLE_RATE_HZ
-            level = pcm_level_dbfs(pcm)
+            level = pcm16_dbfs(pcm)
         else:
             level = FLOOR_DBFS
         self._report(now, now + delay, accounting.spans, accounting.silence_samples, level)

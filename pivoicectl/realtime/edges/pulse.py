@@ -54,10 +54,9 @@ import math
 import time
 from typing import Any
 
-from pivoicectl.dsp.levels import FLOOR_DBFS
+from pivoicectl.dsp.levels import FLOOR_DBFS, pcm16_dbfs
 from pivoicectl.errors import UserError
 from pivoicectl.realtime.edges.interfaces import EdgeCounters, MicSink
-from pivoicectl.realtime.mic.echo_guard import pcm_level_dbfs
 from pivoicectl.realtime.protocol.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ, ms_to_samples
 from pivoicectl.realtime.session.playback import PlaybackQueue, PlayedSpan, PlayReport
 from pivoicectl.system.audio_server import server_has_node
@@ -444,7 +443,7 @@ class PulseAudioEdge(EdgeCounters):
                     silence_samples=0,
                     underflows=self.underflows,
                     overflows=self.overflows,
-                    level_dbfs=pcm_level_dbfs(block),
+                    level_dbfs=pcm16_dbfs(block),
                 )
             )
 

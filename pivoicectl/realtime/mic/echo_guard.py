@@ -24,15 +24,12 @@ Pure: levels and PCM with the caller's monotonic clock in, what to send out.
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections import deque
 from dataclasses import dataclass
-from types import ModuleType
 
 import numpy as np
 
-from pivoicectl.dsp.levels import FLOOR_DBFS
+from pivoicectl.dsp.levels import FLOOR_DBFS, pcm16_dbfs
 from pivoicectl.errors import UserError
 from pivoicectl.realtime.protocol.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ
 
@@ -75,31 +72,6 @@ class GuardDecision:
 
     send: tuple[bytes, ...]
     interrupt: bool = False
-
-
-_audioop: ModuleType | None
-try:  # the standard library's C RMS (deprecated in 3.11, gone in 3.13)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import audioop as _audioop
-except ImportError:  # pragma: no cover - Python 3.13+
-    _audioop = None
-"""Why: `run` takes the level of every mic block and of every block it plays. Right
-after a wakeup, with cold caches, numpy's version cost 11 us a block and `audioop.rms`
-2.5 us; `py-spy` put numpy's at 14 % of the client's busy time."""
-
-
-def pcm_level_dbfs(pcm: bytes) -> float:
-    """RMS level of PCM16 bytes in dBFS (FLOOR_DBFS for silence or nothing)."""
-    n = len(pcm) // BYTES_PER_SAMPLE
-    if n == 0:
-        return FLOOR_DBFS
-    if _audioop is not None:
-        rms = _audioop.rms(pcm[: n * BYTES_PER_SAMPLE], BYTES_PER_SAMPLE) / 32768.0
-        return 20.0 * math.log10(rms) if rms > 1e-6 else FLOOR_DBFS
-    x = np.frombuffer(pcm, dtype="<i2", count=n).astype(np.float32)
-    power = float(np.dot(x, x)) / (n * 32768.0 * 32768.0)
-    return 10.0 * math.log10(power) if power > 1e-12 else FLOOR_DBFS
 
 
 class EchoGuard:
@@ -186,7 +158,7 @@ class EchoGuard:
 
     def _person_talks(self, pcm: bytes, now_s: float) -> bool:
         s = self.settings
-        mic = pcm_level_dbfs(pcm)
+        mic = pcm16_dbfs(pcm)
         ref = self.reference_level_dbfs(now_s)
         expected_echo = ref - self.erl_db
         talking = mic > s.min_level_dbfs and mic > expected_echo + s.margin_db

@@ -43,8 +43,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pivoicectl.dsp.levels import pcm16_dbfs
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.mic.echo_guard import pcm_level_dbfs
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ class UplinkPacer:
         s = self.settings
         if s.quiet_batch_ms <= 0:
             return True
-        level = pcm_level_dbfs(pcm)
+        level = pcm16_dbfs(pcm)
         if self._last_s is not None:
             self._floor_dbfs += s.floor_rise_db_per_s * max(0.0, now_s - self._last_s)
         self._last_s = now_s
