@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
 from pivoicectl.realtime.protocol import events as ev
 from pivoicectl.realtime.session.conversation import (
@@ -177,16 +178,44 @@ def test_errors_are_shown_and_recorded_but_expected_ones_are_quiet():
     assert len(conv.errors) == 1
 
 
-def test_unknown_and_malformed_events_are_ignored():
+def test_unknown_events_are_ignored_and_rejected_frames_counted_and_traced():
     conv = make()
+    start_answer(conv, ms=100)
     assert conv.handle(evt("something.new", x=1), 0) == []
     (record,) = conv.handle(ev.parse_server_event("not json"), 0)
     assert isinstance(record, Record) and record.record["type"] == "invalid_event"
     assert conv.handle(ev.parse_server_event("[" * 5000 + "]" * 5000), 0)
     assert conv.invalid_events == 2
     assert summarize(conv).invalid_events == 2
-    assert conv.handle(evt("response.output_audio.delta", delta="!!!"), 0) == []
-    assert conv.handle(evt("response.done", response="nonsense"), 0)  # recorded, no crash
+    bad_audio = evt("response.output_audio.delta", response_id="resp_1", item_id="item_a")
+    (record,) = conv.handle(bad_audio, 1.3)
+    assert record == Record(
+        {
+            "type": "invalid_event",
+            "event_type": "response.output_audio.delta",
+            "problem": "response.output_audio.delta: delta is missing",
+        }
+    )
+    assert conv.playback.queued_samples == ev.ms_to_samples(100)  # nothing added
+    (record,) = conv.handle(evt("response.done", response={"id": "resp_1", "status": 5}), 1.4)
+    assert record.record["type"] == "invalid_event"
+    assert conv.answering and conv.turns[0].status == "in_progress"  # not taken as done
+    assert summarize(conv).invalid_events == 4
+
+
+def test_every_event_the_conversation_acts_on_is_checked_by_the_parser():
+    from pivoicectl.realtime.session.conversation import _HANDLERS
+
+    assert set(_HANDLERS) == set(ev.VALIDATED_EVENTS)
+
+
+def test_a_bug_in_a_handler_raises_instead_of_becoming_a_trace_line():
+    """An event built without the parser's checks reaches a handler that trusts them:
+    the failure must show in a test, not be swallowed."""
+    conv = make()
+    unchecked = ev.ServerEvent("response.output_audio_transcript.done", "x", {"response_id": "r"})
+    with pytest.raises(KeyError):
+        conv.handle(unchecked, 0)
 
 
 def test_disconnect_closes_running_turns_and_keeps_the_queue():

@@ -145,7 +145,8 @@ def test_url_and_headers_are_ga():
     ],
 )
 def test_beta_names_normalize_to_ga(wire, ga):
-    event = ev.parse_server_event(json.dumps({"type": wire, "item_id": "i"}))
+    fields = {"item_id": "i", "response_id": "r", "delta": "AAA=", "transcript": "t"}
+    event = ev.parse_server_event(json.dumps({"type": wire, **fields}))
     assert event.type == ga
     assert event.wire_type == wire
     assert event.known
@@ -177,7 +178,8 @@ def test_frames_nested_too_deep_are_rejected_without_recursion():
         node["x"] = {}
         node = node["x"]
     assert ev.parse_server_event({"type": "error", "error": deep_dict}).type == ev.INVALID
-    ok = '{"type": "error", "error": ' + "[" * (ev.MAX_DEPTH - 1) + "]" * (ev.MAX_DEPTH - 1) + "}"
+    deep = "[" * (ev.MAX_DEPTH - 2) + "]" * (ev.MAX_DEPTH - 2)
+    ok = '{"type": "error", "error": {"message": "m", "param": ' + deep + "}}"
     assert ev.parse_server_event(ok).type == "error"
 
 
@@ -228,8 +230,123 @@ def test_audio_delta_decoding():
     assert ev.decode_audio(ev.encode_audio(b"\x01\x00\x02")) == b"\x01\x00\x02"  # all bytes
     assert ev.decode_audio("!!not base64!!") == b""
     assert ev.decode_audio(None) == b""
-    other = ev.parse_server_event({"type": "response.done", "delta": ev.encode_audio(pcm)})
+    other = ev.parse_server_event(
+        {"type": "response.done", "response": {"id": "r"}, "delta": ev.encode_audio(pcm)}
+    )
+    assert other.type == "response.done"
     assert ev.audio_delta_bytes(other) == b""
+
+
+DELTA = {
+    "type": "response.output_audio.delta",
+    "response_id": "resp_1",
+    "item_id": "item_1",
+    "output_index": 0,
+    "content_index": 0,
+    "delta": "AQACAA==",
+}
+DONE = {
+    "type": "response.done",
+    "response": {
+        "id": "resp_1",
+        "status": "cancelled",
+        "status_details": {"type": "cancelled", "reason": "turn_detected", "error": None},
+        "usage": {"total_tokens": 7, "input_token_details": {"audio_tokens": 3, "x": None}},
+    },
+}
+ERROR = {"type": "error", "error": {"type": "t", "code": None, "message": "m", "event_id": None}}
+
+
+def _with(event: dict, path: str, value: object) -> dict:
+    """`event` with the field at dotted `path` set to `value` (removed for `...`)."""
+    out = json.loads(json.dumps(event))
+    *parents, name = path.split(".")
+    node = out
+    for parent in parents:
+        node = node[parent]
+    if value is ...:
+        del node[name]
+    else:
+        node[name] = value
+    return out
+
+
+def test_well_formed_events_of_every_kind_the_conversation_reads_are_accepted():
+    for event in (DELTA, DONE, ERROR):
+        parsed = ev.parse_server_event(ev.dumps(event))
+        assert parsed.type == event["type"], parsed.problem
+    assert ev.audio_delta_bytes(ev.parse_server_event(DELTA)) == b"\x01\x00\x02\x00"
+    # Optional fields may be absent or null; ids may carry the characters the service uses.
+    for fields in ({}, {"session": None}, {"session": {"id": "sess_AB-c.9:1"}}):
+        assert ev.parse_server_event({"type": "session.created", **fields}).type != ev.INVALID
+    assert ev.parse_server_event(_with(DONE, "response.usage", None)).type == "response.done"
+    assert ev.parse_server_event(_with(DELTA, "delta", "")).audio == b""
+
+
+@pytest.mark.parametrize(
+    ("event", "path", "value", "problem"),
+    [
+        (DELTA, "delta", "!!!not base64", "delta is not base64 audio"),
+        (DELTA, "delta", "AQA", "delta is not base64 audio"),  # padding cut off
+        (DELTA, "delta", 5, "delta is not a string"),
+        (DELTA, "delta", ..., "delta is missing"),
+        (DELTA, "response_id", ..., "response_id is missing"),
+        (DELTA, "item_id", 7, "item_id is not an id"),
+        (DELTA, "item_id", "", "item_id is not an id"),
+        (DELTA, "item_id", "[bold]x", "item_id is not an id"),
+        (DELTA, "item_id", "i" * (ev.MAX_ID_CHARS + 1), "item_id is not an id"),
+        (DELTA, "content_index", -1, "content_index is not an index"),
+        (DELTA, "output_index", True, "output_index is not an index"),
+        (DELTA, "output_index", 2**40, "output_index is not an index"),
+        (DELTA, "event_id", ["e"], "event_id is not an id"),
+        (DONE, "response", "nonsense", "response is not an object"),
+        (DONE, "response.id", ..., "response.id is missing"),
+        (DONE, "response.id", {"a": 1}, "response.id is not an id"),
+        (DONE, "response.status", 3, "response.status is not a string"),
+        (DONE, "response.status_details", [], "response.status_details is not an object"),
+        (DONE, "response.status_details.reason", "r" * 200, "reason is not a string"),
+        (DONE, "response.status_details.error", {"message": 1}, "message is not a string"),
+        (DONE, "response.usage", [1], "response.usage is not an object"),
+        (DONE, "response.usage.total_tokens", -1, "holds -1"),
+        (DONE, "response.usage.input_token_details.audio_tokens", 10**16, "not a count"),
+        (ERROR, "error", ["x"], "error is not an object"),
+        (ERROR, "error", None, "error is missing"),
+        (ERROR, "error.code", 404, "error.code is not a string"),
+        (ERROR, "error.message", "m" * (ev.MAX_TEXT_CHARS + 1), "error.message is not a"),
+    ],
+)
+def test_a_malformed_field_the_conversation_reads_rejects_the_event(event, path, value, problem):
+    parsed = ev.parse_server_event(ev.dumps(_with(event, path, value)))
+    assert parsed.type == ev.INVALID
+    assert parsed.wire_type == event["type"]  # for the trace: what was rejected
+    assert problem in parsed.problem and parsed.problem.startswith(event["type"] + ": ")
+
+
+def test_the_other_events_the_conversation_reads_are_checked_too():
+    bad = [
+        {"type": "response.created", "response": {"status": "in_progress"}},
+        {"type": "response.created", "response": {"id": "r", "status": ["x"]}},
+        {"type": "input_audio_buffer.speech_started", "item_id": 1},
+        {"type": "input_audio_buffer.speech_stopped", "item_id": "a b"},
+        {"type": "conversation.item.input_audio_transcription.completed", "item_id": "i"},
+        {"type": "response.output_audio.done", "response_id": "r"},
+        {"type": "response.output_audio_transcript.delta", "response_id": "r", "delta": None},
+        {"type": "response.audio_transcript.done", "response_id": "r", "transcript": 5},
+        {"type": "session.created", "session": {"id": 5}},
+        {"type": "session.created", "session": "s"},
+    ]
+    for event in bad:
+        assert ev.parse_server_event(event).type == ev.INVALID, event
+    # Events the conversation does not act on are passed on unchecked.
+    assert ev.parse_server_event({"type": "rate_limits.updated", "x": [-1]}).known
+
+
+def test_nan_and_infinity_are_not_json():
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        usage = '{"t": ' + constant + "}"
+        raw = '{"type": "response.done", "response": {"id": "r", "usage": ' + usage + "}}"
+        event = ev.parse_server_event(raw)
+        assert event.type == ev.INVALID and "not JSON" in event.problem
 
 
 def test_units_round_down():

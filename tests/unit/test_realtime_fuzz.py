@@ -1,9 +1,12 @@
 """Nothing the service sends can crash the conversation or spoil the answer that plays.
 
 Random server events that are valid for the GA schema (generated from openai-python's
-`openai.types.realtime` models and checked against them) and random malformed frames
-are fed between the deltas of a real answer, through the same parsing, conversation
-and trace redaction `run` uses. The answer must still be queued whole, in order.
+`openai.types.realtime` models and checked against them), the same with one field
+spoiled, and random malformed frames are fed between the deltas of a real answer,
+through the same parsing, conversation and trace redaction `run` uses. Every frame is
+either rejected by the parser (counted and traced as one `invalid_event`) or acted on by
+the conversation, which catches nothing: an exception here is a bug. The answer must
+still be queued whole, in order.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from openai.types import realtime
 
 from pivoicectl.realtime.protocol import events as ev
 from pivoicectl.realtime.protocol.redact import trace_view
-from pivoicectl.realtime.session.conversation import Conversation
+from pivoicectl.realtime.session.conversation import Conversation, Record
 from pivoicectl.realtime.session.playback import PlaybackQueue, TruncationMargins
 
 ADAPTER = pydantic.TypeAdapter(realtime.RealtimeServerEvent)
@@ -85,6 +88,53 @@ def valid_events(rng: random.Random, n: int) -> list[dict[str, Any]]:
     return out
 
 
+JUNK: list[Any] = [None, -1, 2**63, 1e308, True, "", "[/]", "\x00", [], {}, {"id": [1]}, "!!"]
+
+
+def spoiled(event: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """`event` with one field, at any depth, replaced by a value of the wrong kind."""
+    out = json.loads(json.dumps(event))
+    node = out
+    while True:
+        keys = [k for k in node if k != "type"]
+        if not keys:
+            return out
+        key = rng.choice(keys)
+        if isinstance(node[key], dict) and node[key] and rng.random() < 0.6:
+            node = node[key]
+            continue
+        node[key] = rng.choice(JUNK)
+        return out
+
+
+def with_ids(value: Any, rng: random.Random) -> Any:
+    """`value` with every id a well-formed one of another answer, so that events get past
+    the id checks and reach the conversation (the sampler's strings mostly would not)."""
+    if isinstance(value, dict):
+        return {
+            k: rng.choice(["resp_other", "item_other", "x"])
+            if (k == "id" or k.endswith("_id")) and isinstance(v, str)
+            else with_ids(v, rng)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [with_ids(v, rng) for v in value]
+    return value
+
+
+def acted_on(rng: random.Random, n: int) -> list[dict[str, Any]]:
+    """Schema-valid events of the types the conversation acts on, half of them spoiled."""
+    types = sorted(ev.VALIDATED_EVENTS)
+    out: list[dict[str, Any]] = []
+    while len(out) < n:
+        event = sample(SCHEMA, rng)
+        if event.get("type") not in types or event.get("type") in LEAVES_ANSWER:
+            continue
+        event = with_ids(event, rng)
+        out.append(spoiled(event, rng) if rng.random() < 0.5 else event)
+    return out
+
+
 def malformed(rng: random.Random) -> str | bytes:
     choices: list[str | bytes] = [
         "",
@@ -100,6 +150,11 @@ def malformed(rng: random.Random) -> str | bytes:
         '{"type": "error", "error": ["x"]}',
         '{"type": "response.output_audio.delta", "delta": 5}',
         json.dumps({"type": "conversation.item.truncated", "item_id": {"a": [1]}}),
+        '{"type": "response.output_audio.delta", "response_id": "resp_real", '
+        '"item_id": "item_real", "delta": "AAA=", "content_index": -1}',
+        '{"type": "response.done", "response": {"id": "resp_real", "usage": {"t": NaN}}}',
+        '{"type": "response.done", "response": {"id": 5}}',
+        '{"type": "response.output_audio_transcript.done", "response_id": "resp_real"}',
     ]
     return rng.choice(choices)
 
@@ -114,7 +169,8 @@ def test_random_valid_and_malformed_frames_never_crash_and_the_answer_plays_whol
     ]
     answer = bytes(rng.randrange(256) for _ in range(4800 * 2))
     chunks = [answer[i : i + 961] for i in range(0, len(answer), 961)]  # odd sizes
-    noise = valid_events(rng, 60)
+    noise = valid_events(rng, 30) + acted_on(rng, 30)
+    rng.shuffle(noise)
     for i, chunk in enumerate(chunks):
         feed.append(
             ev.dumps(
@@ -129,11 +185,17 @@ def test_random_valid_and_malformed_frames_never_crash_and_the_answer_plays_whol
         feed += [ev.dumps(e) for e in noise[i * 6 : i * 6 + 6]]
         feed.append(malformed(rng))
     t = 0.0
+    rejected = 0
     for frame in feed:
         event = ev.parse_server_event(frame)
         json.dumps(trace_view(event.data, ("sk-" + "a" * 20,)))  # what the trace writes
-        conv.handle(event, t)
+        actions = conv.handle(event, t)  # raises on a bug: nothing is caught
+        if event.type == ev.INVALID:
+            rejected += 1
+            (record,) = actions
+            assert isinstance(record, Record) and record.record["type"] == "invalid_event"
+            assert record.record["problem"]
         t += 0.01
     played, _ = conv.playback.pull(len(answer) // 2)
     assert played == answer[: len(answer) // 2 * 2]
-    assert conv.invalid_events > 0
+    assert conv.invalid_events == rejected > len(chunks)  # the spoiled ones too

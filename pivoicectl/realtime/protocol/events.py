@@ -19,7 +19,9 @@ import base64
 import binascii
 import itertools
 import json
-from collections.abc import Mapping
+import math
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -338,7 +340,8 @@ KNOWN_SERVER_EVENTS = frozenset(
 """GA server event types this package knows by name; others are parsed but flagged."""
 
 INVALID = "invalid"
-"""`ServerEvent.type` of a frame that was not a JSON object with a string `type`."""
+"""`ServerEvent.type` of a rejected frame: not a JSON object with a string `type`, or an
+event the conversation acts on with a field it reads missing or malformed."""
 MAX_DEPTH = 32
 """Deepest nesting of objects and arrays accepted in a server event; the deepest the
 service sends is about 6. Deeper frames are rejected before anything walks them."""
@@ -349,10 +352,11 @@ class ServerEvent:
     """One server event, with its type normalized to the GA name.
 
     `type` is what callers dispatch on; `wire_type` is the name as received (differs for
-    beta names). Unknown types keep their name with `known=False`; frames that were not
-    JSON objects get `type == "invalid"`. Neither raises, because one odd frame from the
-    service must not take down a conversation; callers simply ignore what they do not
-    handle.
+    beta names). Unknown types keep their name with `known=False`. A rejected frame gets
+    `type == "invalid"` and says why in `problem`: `parse_server_event` has checked every
+    field the conversation reads of the types in `VALIDATED_EVENTS`, so an event of such
+    a type that is not rejected can be acted on without further checks, and an
+    exception while acting on it is a bug of ours.
     """
 
     type: str
@@ -360,6 +364,8 @@ class ServerEvent:
     data: dict[str, Any] = field(default_factory=dict)
     known: bool = True
     problem: str = ""
+    audio: bytes | None = field(default=None, repr=False, compare=False)
+    """The decoded PCM16 bytes of an audio delta (decoded once, while checking it)."""
 
     @property
     def event_id(self) -> str | None:
@@ -431,17 +437,24 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_server_event(raw: str | bytes | Mapping[str, Any]) -> ServerEvent:
     """A server frame as a `ServerEvent`; never raises.
 
-    Accepts the text frame, bytes, or an already decoded dict.
+    Accepts the text frame, bytes, or an already decoded dict. A frame that is not a
+    usable event comes back with `type == INVALID` and the reason in `problem`, for the
+    caller to count and trace (see `VALIDATED_EVENTS` for what is checked).
     """
     data: Any
     if isinstance(raw, Mapping):
         data = dict(raw)
     else:
         try:
-            data = json.loads(raw)
+            # NaN and Infinity are not JSON; Python's parser takes them unless told not to.
+            data = json.loads(raw, parse_constant=_no_constant)
         except (ValueError, TypeError) as exc:
             return ServerEvent(INVALID, INVALID, {}, known=False, problem=f"not JSON: {exc}")
         except RecursionError:
@@ -456,7 +469,173 @@ def parse_server_event(raw: str | bytes | Mapping[str, Any]) -> ServerEvent:
     if not isinstance(wire_type, str) or not wire_type:
         return ServerEvent(INVALID, INVALID, data, known=False, problem="no event type")
     ga_type = BETA_TO_GA.get(wire_type, wire_type)
-    return ServerEvent(ga_type, wire_type, data, known=ga_type in KNOWN_SERVER_EVENTS)
+    checks = VALIDATED_EVENTS.get(ga_type)
+    if checks is None:
+        return ServerEvent(ga_type, wire_type, data, known=ga_type in KNOWN_SERVER_EVENTS)
+    for path, check, required in (*_COMMON_CHECKS, *checks):
+        problem = _check_field(data, path, check, required)
+        if problem:
+            problem = f"{ga_type}: {problem}"
+            return ServerEvent(INVALID, wire_type, data, known=False, problem=problem)
+    audio = None
+    if ga_type == "response.output_audio.delta":
+        try:
+            audio = base64.b64decode(data["delta"], validate=True)
+        except (binascii.Error, ValueError):
+            problem = f"{ga_type}: delta is not base64 audio"
+            return ServerEvent(INVALID, wire_type, data, known=False, problem=problem)
+    return ServerEvent(ga_type, wire_type, data, audio=audio)
+
+
+# --- checks of the fields the conversation reads --------------------------------------------
+
+MAX_ID_CHARS = 128
+"""Longest id accepted; the service's ids (`resp_`, `item_`, `event_` + about 20
+characters) are far shorter."""
+MAX_NAME_CHARS = 128
+"""Longest status, reason, error code or error type accepted."""
+MAX_TEXT_CHARS = 100_000
+"""Longest transcript, transcript delta or error message accepted."""
+MAX_INDEX = 10_000
+"""Largest `output_index`/`content_index` accepted (the service counts from 0)."""
+MAX_COUNT = 10**15
+"""Largest token count accepted in `usage`; sums of larger ones would stop being exact
+in the JSON that traces and summaries carry."""
+_ID = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_ID_CHARS}}}")
+
+Check = Callable[[Any], str]
+"""A field check: "" when the value is fine, else what is wrong with it."""
+
+
+def _an_id(value: Any) -> str:
+    if isinstance(value, str) and _ID.fullmatch(value):
+        return ""
+    return f"is not an id (1 to {MAX_ID_CHARS} letters, digits or _.:-)"
+
+
+def _a_name(value: Any) -> str:
+    ok = isinstance(value, str) and len(value) <= MAX_NAME_CHARS
+    return "" if ok else f"is not a string of at most {MAX_NAME_CHARS} characters"
+
+
+def _a_text(value: Any) -> str:
+    ok = isinstance(value, str) and len(value) <= MAX_TEXT_CHARS
+    return "" if ok else f"is not a string of at most {MAX_TEXT_CHARS} characters"
+
+
+def _a_string(value: Any) -> str:
+    return "" if isinstance(value, str) else "is not a string"
+
+
+def _an_object(value: Any) -> str:
+    return "" if isinstance(value, dict) else "is not an object"
+
+
+def _an_index(value: Any) -> str:
+    ok = type(value) is int and 0 <= value <= MAX_INDEX
+    return "" if ok else f"is not an index from 0 to {MAX_INDEX}"
+
+
+def _a_usage(value: Any) -> str:
+    """Token counts: every number, at any depth, a finite count from 0 to MAX_COUNT
+    (what `add_usage` sums); other values are carried along unread."""
+    if not isinstance(value, dict):
+        return "is not an object"
+    stack: list[Any] = [value]
+    while stack:
+        for item in stack.pop().values():
+            if isinstance(item, dict):
+                stack.append(item)
+            elif not isinstance(item, int | float) or isinstance(item, bool):
+                continue
+            elif not (math.isfinite(item) and 0 <= item <= MAX_COUNT):
+                return f"holds {item!r}, not a count from 0 to {MAX_COUNT}"
+    return ""
+
+
+def _check_field(data: dict[str, Any], path: str, check: Check, required: bool) -> str:
+    """What is wrong with `data` at the dotted `path`: "" if nothing. An absent or null
+    field is fine unless `required`; an object on the way that is absent or null is
+    fine too (its own check says whether it is required)."""
+    value: Any = data
+    for name in path.split("."):
+        if not isinstance(value, dict):
+            return ""  # the parent's own check reports it
+        value = value.get(name)
+        if value is None:
+            return f"{path} is missing" if required else ""
+    problem = check(value)
+    return f"{path} {problem}" if problem else ""
+
+
+FieldCheck = tuple[str, Check, bool]
+_REQUIRED, _OPTIONAL = True, False
+_INDEXES: tuple[FieldCheck, ...] = (
+    ("output_index", _an_index, _OPTIONAL),
+    ("content_index", _an_index, _OPTIONAL),
+)
+_COMMON_CHECKS: tuple[FieldCheck, ...] = (("event_id", _an_id, _OPTIONAL),)
+VALIDATED_EVENTS: dict[str, tuple[FieldCheck, ...]] = {
+    "session.created": (
+        ("session", _an_object, _OPTIONAL),
+        ("session.id", _an_id, _OPTIONAL),
+    ),
+    "input_audio_buffer.speech_started": (("item_id", _an_id, _OPTIONAL),),
+    "input_audio_buffer.speech_stopped": (("item_id", _an_id, _OPTIONAL),),
+    "conversation.item.input_audio_transcription.completed": (
+        ("item_id", _an_id, _OPTIONAL),
+        ("transcript", _a_text, _REQUIRED),
+    ),
+    "response.created": (
+        ("response", _an_object, _REQUIRED),
+        ("response.id", _an_id, _REQUIRED),
+        ("response.status", _a_name, _OPTIONAL),
+    ),
+    "response.output_audio.delta": (
+        ("response_id", _an_id, _REQUIRED),
+        ("item_id", _an_id, _REQUIRED),
+        ("delta", _a_string, _REQUIRED),  # and base64, checked by decoding it
+        *_INDEXES,
+    ),
+    "response.output_audio.done": (
+        ("item_id", _an_id, _REQUIRED),
+        ("response_id", _an_id, _OPTIONAL),
+        *_INDEXES,
+    ),
+    "response.output_audio_transcript.delta": (
+        ("response_id", _an_id, _REQUIRED),
+        ("item_id", _an_id, _OPTIONAL),
+        ("delta", _a_text, _REQUIRED),
+        *_INDEXES,
+    ),
+    "response.output_audio_transcript.done": (
+        ("response_id", _an_id, _REQUIRED),
+        ("item_id", _an_id, _OPTIONAL),
+        ("transcript", _a_text, _REQUIRED),
+        *_INDEXES,
+    ),
+    "response.done": (
+        ("response", _an_object, _REQUIRED),
+        ("response.id", _an_id, _REQUIRED),
+        ("response.status", _a_name, _OPTIONAL),
+        ("response.status_details", _an_object, _OPTIONAL),
+        ("response.status_details.type", _a_name, _OPTIONAL),
+        ("response.status_details.reason", _a_name, _OPTIONAL),
+        ("response.status_details.error", _an_object, _OPTIONAL),
+        ("response.status_details.error.message", _a_text, _OPTIONAL),
+        ("response.usage", _a_usage, _OPTIONAL),
+    ),
+    "error": (
+        ("error", _an_object, _REQUIRED),
+        ("error.type", _a_name, _OPTIONAL),
+        ("error.code", _a_name, _OPTIONAL),
+        ("error.message", _a_text, _OPTIONAL),
+        ("error.event_id", _an_id, _OPTIONAL),
+    ),
+}
+"""The server events the conversation acts on, and the checks of every field it reads
+of them (a dotted path into the event, the check, whether the field must be there).
+Ids are checked for their characters too: they end up in traces and status lines."""
 
 
 # --- audio ---------------------------------------------------------------------------------
@@ -487,4 +666,6 @@ def audio_delta_bytes(event: ServerEvent) -> bytes:
     """The PCM16 bytes of a `response.output_audio.delta` (b"" for any other event)."""
     if not event.is_audio_delta:
         return b""
+    if event.audio is not None:
+        return event.audio
     return decode_audio(event.data.get("delta"))

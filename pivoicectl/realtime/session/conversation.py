@@ -15,6 +15,7 @@ it. All times are monotonic seconds passed in by the caller (`now_s`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -133,7 +134,8 @@ class Conversation:
         self.completed_turns = 0
         self._transcripts_shown: set[str] = set()
         self.invalid_events = 0
-        """Frames from the service that were not a usable event (not JSON, too deep, ...)."""
+        """Frames from the service that `parse_server_event` rejected (not JSON, too
+        deep, a field the conversation reads missing or malformed)."""
         self.fatal_error: dict[str, Any] | None = None
         """The last error of this connection that no retry can heal (see FATAL_ERRORS)."""
         self._half_sample: dict[str, bytes] = {}
@@ -202,19 +204,18 @@ class Conversation:
     # --- server events ----------------------------------------------------------------
 
     def handle(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
-        """Actions for one server event. Unknown events are ignored; malformed ones are
-        counted and traced, and otherwise ignored too."""
+        """Actions for one server event. Unknown events are ignored; frames that
+        `parse_server_event` rejected are counted and traced, and otherwise ignored too.
+
+        Nothing is caught here: the parser checked every field a handler reads
+        (`ev.VALIDATED_EVENTS`), so an exception is a bug of ours and must surface.
+        """
         if event.type == ev.INVALID:
             self.invalid_events += 1
-            return [Record({"type": "invalid_event", "problem": event.problem})]
+            record = {"type": "invalid_event", "event_type": event.wire_type}
+            return [Record({**record, "problem": event.problem})]
         handler = _HANDLERS.get(event.type)
-        if handler is None:
-            return []
-        try:
-            return handler(self, event, now_s)
-        except (AttributeError, TypeError, KeyError, ValueError) as exc:
-            # A field of an unexpected type: one odd event must not end the session.
-            return [Record({"type": "bad_event", "event_type": event.type, "error": repr(exc)})]
+        return [] if handler is None else handler(self, event, now_s)
 
     def _on_session_created(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
         self.ready = True
@@ -321,7 +322,7 @@ class Conversation:
         return [Record({"type": "speech_stopped", "item_id": event.item_id})]
 
     def _on_user_transcript(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
-        text = str(event.data.get("transcript") or "").strip()
+        text = event.data["transcript"].strip()
         if not text:
             return []
         return [
@@ -385,19 +386,18 @@ class Conversation:
 
     def _on_assistant_transcript_delta(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
         response_id = event.response_id
-        delta = event.data.get("delta")
-        if response_id is not None and isinstance(delta, str):
+        if response_id is not None:
+            delta = event.data["delta"]
             self._transcripts[response_id] = self._transcripts.get(response_id, "") + delta
         return []
 
     def _on_assistant_transcript(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
-        text = event.data.get("transcript")
         response_id = event.response_id or ""
         if response_id in self._transcripts_shown:
             return []
         self._transcripts_shown.add(response_id)
         self._transcripts.pop(response_id, None)
-        return self._assistant_text(response_id, str(text or ""), interrupted=False)
+        return self._assistant_text(response_id, event.data["transcript"], interrupted=False)
 
     def _assistant_text(self, response_id: str, text: str, interrupted: bool) -> list[Action]:
         text = text.strip()
@@ -570,7 +570,7 @@ def _interruption_record(
     }
 
 
-_HANDLERS = {
+_HANDLERS: dict[str, Callable[[Conversation, ev.ServerEvent, float], list[Action]]] = {
     "session.created": Conversation._on_session_created,
     "input_audio_buffer.speech_started": Conversation._on_speech_started,
     "input_audio_buffer.speech_stopped": Conversation._on_speech_stopped,
@@ -583,4 +583,5 @@ _HANDLERS = {
     "response.done": Conversation._on_response_done,
     "error": Conversation._on_error,
 }
-"""Server events the conversation acts on (GA names; beta names are normalized)."""
+"""Server events the conversation acts on (GA names; beta names are normalized). Each
+has its fields checked by `parse_server_event`: the keys equal `ev.VALIDATED_EVENTS`."""
