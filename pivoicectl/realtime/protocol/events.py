@@ -80,20 +80,6 @@ def realtime_url(model: str = DEFAULT_MODEL, base_url: str = DEFAULT_BASE_URL) -
     return f"{base_url}{sep}{urlencode({'model': model})}"
 
 
-def auth_headers(api_key: str) -> dict[str, str]:
-    """Handshake headers for the GA interface.
-
-    Deliberately no `OpenAI-Beta: realtime=v1`: the service now closes such connections
-    with code 4000 (`beta_api_shape_disabled`).
-    """
-    if not api_key or not api_key.strip():
-        raise UserError(
-            "no OpenAI API key",
-            hint="set OPENAI_API_KEY or pass --api-key-file; use --local to try without one",
-        )
-    return {"Authorization": f"Bearer {api_key.strip()}"}
-
-
 # --- session configuration -----------------------------------------------------------------
 
 
