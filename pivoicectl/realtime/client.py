@@ -115,7 +115,13 @@ class ClientResult:
 
 
 class RealtimeClient:
-    """One `run`: connect, converse, reconnect, stop."""
+    """One `run`: connect, converse, reconnect, stop.
+
+    `clock` is the time line of everything the client compares: the edges' report and
+    `sounding_until_s` times, renewal and backoff. It must read what the event loop's
+    timers run on (`time.monotonic` is what asyncio's loop uses), so a test on a loop
+    with a virtual clock passes `loop.time` and no wall time enters the run.
+    """
 
     def __init__(
         self,
@@ -147,7 +153,7 @@ class RealtimeClient:
         # Mic blocks, and push-to-talk events that must follow the audio before them.
         self._outbox: collections.deque[bytes | dict[str, Any]] = collections.deque()
         self._outbox_ready = asyncio.Event()
-        self._reconnector = Reconnector(options.backoff)
+        self._reconnector = Reconnector(options.backoff, clock)
         self._renewal = SessionRenewal(options.renewal, clock)
         self._secrets = (options.api_key,)
         self.mic_blocks_sent = 0
@@ -521,10 +527,7 @@ class RealtimeClient:
             return
         blocks: tuple[bytes, ...] = (pcm,)
         prompt = False  # whether the next block must be read promptly
-        playing = (
-            self.conversation.playback.queued_samples > 0
-            or self.audio.sounding_until_s > time.monotonic()
-        )
+        playing = self.conversation.playback.queued_samples > 0 or self.audio.sounding_until_s > now
         # Speech over an answer may be a barge-in: it goes every speech batch, even in a
         # moment where the speaker ran dry between two deltas.
         answer = playing or self.conversation.answering
