@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from websockets.exceptions import ConnectionClosed
 
-from pivoicectl.realtime.protocol.events import BYTES_PER_SAMPLE, encode_audio, ms_to_samples
+from pivoicectl.realtime.protocol import server_events as se
+from pivoicectl.realtime.protocol.events import BYTES_PER_SAMPLE, ms_to_samples
 from pivoicectl.standin import repeater
 from pivoicectl.standin.repeater import Answer
 from pivoicectl.standin.session_config import new_id
@@ -52,6 +53,7 @@ class ResponseRun:
     id: str
     item: Item
     answer: Answer
+    previous_item_id: str | None
     cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_reason: str | None = None
     status: str = "in_progress"
@@ -74,9 +76,9 @@ class Responder:
         output_audio: dict[str, Any],
     ) -> None:
         """Announce a response saying `answer` in `item` and start streaming it."""
-        run = ResponseRun(new_id("resp"), item, answer)
+        run = ResponseRun(new_id("resp"), item, answer, previous_item_id)
         self.active = run
-        await self._send_start(run, previous_item_id, output_audio)
+        await self._send_start(run, output_audio)
         run.task = asyncio.create_task(self._stream(run))
 
     async def cancel(self, reason: str) -> bool:
@@ -98,62 +100,16 @@ class Responder:
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await run.task
 
-    async def _send_start(
-        self, run: ResponseRun, previous_item_id: str | None, output_audio: dict[str, Any]
-    ) -> None:
-        await self._send(
-            {
-                "type": "response.created",
-                "response": {
-                    "object": "realtime.response",
-                    "id": run.id,
-                    "status": "in_progress",
-                    "status_details": None,
-                    "output": [],
-                    "conversation_id": "conv_local",
-                    "output_modalities": ["audio"],
-                    "audio": {"output": output_audio},
-                    "usage": None,
-                },
-            }
-        )
+    async def _send_start(self, run: ResponseRun, output_audio: dict[str, Any]) -> None:
+        await self._send(se.response_created(run.id, output_audio))
         item = self._wire_item(run, "in_progress")
-        await self._send(
-            {
-                "type": "response.output_item.added",
-                "response_id": run.id,
-                "output_index": 0,
-                "item": item,
-            }
-        )
-        await self._send(
-            {"type": "conversation.item.added", "previous_item_id": previous_item_id, "item": item}
-        )
-        await self._send(
-            {
-                "type": "response.content_part.added",
-                "response_id": run.id,
-                "item_id": run.item.id,
-                "output_index": 0,
-                "content_index": 0,
-                "part": {"type": "audio", "transcript": ""},
-            }
-        )
+        await self._send(se.response_output_item_added(run.id, item))
+        await self._send(se.conversation_item_added(item, run.previous_item_id))
+        await self._send(se.response_content_part_added(run.id, run.item.id, se.audio_part("")))
 
     def _wire_item(self, run: ResponseRun, status: str) -> dict[str, Any]:
-        content = (
-            []
-            if status == "in_progress"
-            else [{"type": "output_audio", "transcript": run.answer.transcript}]
-        )
-        return {
-            "id": run.item.id,
-            "object": "realtime.item",
-            "type": "message",
-            "status": status,
-            "role": "assistant",
-            "content": content,
-        }
+        transcript = None if status == "in_progress" else run.answer.transcript
+        return se.assistant_audio_item(run.item.id, status, transcript)
 
     async def _stream(self, run: ResponseRun) -> None:
         """Send the answer in `output_chunk_ms` chunks, never ahead of real time.
@@ -180,26 +136,12 @@ class Responder:
                     break
                 piece = pcm[offset * BYTES_PER_SAMPLE : (offset + chunk_samples) * BYTES_PER_SAMPLE]
                 run.item.sent_samples += len(piece) // BYTES_PER_SAMPLE
-                await self._send(
-                    {
-                        "type": "response.output_audio.delta",
-                        "response_id": run.id,
-                        "item_id": run.item.id,
-                        "output_index": 0,
-                        "content_index": 0,
-                        "delta": encode_audio(piece),
-                    }
-                )
+                await self._send(se.response_output_audio_delta(run.id, run.item.id, piece))
                 if index == 0:
                     await self._send(
-                        {
-                            "type": "response.output_audio_transcript.delta",
-                            "response_id": run.id,
-                            "item_id": run.item.id,
-                            "output_index": 0,
-                            "content_index": 0,
-                            "delta": run.answer.transcript,
-                        }
+                        se.response_output_audio_transcript_delta(
+                            run.id, run.item.id, run.answer.transcript
+                        )
                     )
             # No await between this check and the decision: a cancel either lands before
             # it (cancelled) or finds the response completing (too late to cancel).
@@ -213,93 +155,32 @@ class Responder:
             if self.active is run:
                 self.active = None
 
-    def _ids(self, run: ResponseRun) -> dict[str, Any]:
-        return {
-            "response_id": run.id,
-            "item_id": run.item.id,
-            "output_index": 0,
-            "content_index": 0,
-        }
-
     async def _finish_completed(self, run: ResponseRun) -> None:
         run.status = "completed"
         transcript = run.answer.transcript
+        await self._send(se.response_output_audio_transcript_done(run.id, run.item.id, transcript))
+        await self._send(se.response_output_audio_done(run.id, run.item.id))
         await self._send(
-            {
-                "type": "response.output_audio_transcript.done",
-                **self._ids(run),
-                "transcript": transcript,
-            }
-        )
-        await self._send({"type": "response.output_audio.done", **self._ids(run)})
-        await self._send(
-            {
-                "type": "response.content_part.done",
-                **self._ids(run),
-                "part": {"type": "audio", "transcript": transcript},
-            }
+            se.response_content_part_done(run.id, run.item.id, se.audio_part(transcript))
         )
         item = self._wire_item(run, "completed")
-        await self._send(
-            {
-                "type": "response.output_item.done",
-                "response_id": run.id,
-                "output_index": 0,
-                "item": item,
-            }
-        )
-        await self._send({"type": "conversation.item.done", "item": item})
-        await self._send_response_done(run, "completed", None)
+        await self._send(se.response_output_item_done(run.id, item))
+        await self._send(se.conversation_item_done(item, run.previous_item_id))
+        await self._send_response_done(run, item)
 
     async def _finish_cancelled(self, run: ResponseRun) -> None:
         run.status = "cancelled"
         item = self._wire_item(run, "incomplete")
-        await self._send(
-            {
-                "type": "response.output_item.done",
-                "response_id": run.id,
-                "output_index": 0,
-                "item": item,
-            }
-        )
-        await self._send_response_done(
-            run, "cancelled", {"type": "cancelled", "reason": run.cancel_reason}
-        )
+        await self._send(se.response_output_item_done(run.id, item))
+        await self._send_response_done(run, item, reason=run.cancel_reason)
 
     async def _send_response_done(
-        self, run: ResponseRun, status: str, status_details: dict[str, Any] | None
+        self, run: ResponseRun, item: dict[str, Any], reason: str | None = None
     ) -> None:
         tokens = repeater.usage(
             run.answer.input_audio_samples, run.item.sent_samples, run.answer.transcript
         )
-        in_audio, out_audio, out_text = tokens.input_audio, tokens.output_audio, tokens.output_text
+        usage = se.usage(tokens.input_audio, tokens.output_audio, tokens.output_text)
         await self._send(
-            {
-                "type": "response.done",
-                "response": {
-                    "object": "realtime.response",
-                    "id": run.id,
-                    "status": status,
-                    "status_details": status_details,
-                    "output": [
-                        self._wire_item(run, "completed" if status == "completed" else "incomplete")
-                    ],
-                    "conversation_id": "conv_local",
-                    "output_modalities": ["audio"],
-                    "usage": {
-                        "total_tokens": in_audio + out_audio + out_text,
-                        "input_tokens": in_audio,
-                        "output_tokens": out_audio + out_text,
-                        "input_token_details": {
-                            "text_tokens": 0,
-                            "audio_tokens": in_audio,
-                            "cached_tokens": 0,
-                        },
-                        "output_token_details": {
-                            "text_tokens": out_text,
-                            "audio_tokens": out_audio,
-                        },
-                    },
-                },
-            }
+            se.response_done(run.id, run.status, reason=reason, output=[item], usage=usage)
         )

@@ -28,10 +28,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from pivoicectl.errors import UserError
+from pivoicectl.realtime.protocol import server_events as se
 from pivoicectl.realtime.protocol.events import DEFAULT_MODEL
 from pivoicectl.realtime.protocol.redact import redact
 from pivoicectl.standin.log import ConnectionRecord, ServerLog
-from pivoicectl.standin.session import Session, error_event
+from pivoicectl.standin.session import Session
 from pivoicectl.standin.session_config import new_id
 from pivoicectl.standin.settings import DEFAULT_SETTINGS, LocalServerSettings
 
@@ -182,14 +183,7 @@ class LocalRealtimeServer:
             return _json_response(
                 connection,
                 http.HTTPStatus.NOT_FOUND,
-                {
-                    "error": {
-                        "type": "invalid_request_error",
-                        "code": "unknown_url",
-                        "message": f"Unknown request URL: GET {split.path}.",
-                        "param": None,
-                    }
-                },
+                se.http_error_body("unknown_url", f"Unknown request URL: GET {split.path}."),
             )
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
@@ -198,16 +192,12 @@ class LocalRealtimeServer:
             return _json_response(
                 connection,
                 http.HTTPStatus.UNAUTHORIZED,
-                {
-                    "error": {
-                        "type": "invalid_request_error",
-                        "code": None,
-                        "message": "You didn't provide an API key. You need to provide your API "
-                        "key in an Authorization header using Bearer auth (i.e. Authorization: "
-                        "Bearer YOUR_KEY).",
-                        "param": None,
-                    }
-                },
+                se.http_error_body(
+                    None,
+                    "You didn't provide an API key. You need to provide your API key in an "
+                    "Authorization header using Bearer auth (i.e. Authorization: Bearer "
+                    "YOUR_KEY).",
+                ),
             )
         beta = request.headers.get("OpenAI-Beta", "")
         record("beta_rejected" if "realtime=v1" in beta.replace(" ", "") else "accepted")
@@ -220,12 +210,14 @@ class LocalRealtimeServer:
         beta = request.headers.get("OpenAI-Beta", "").replace(" ", "")
         if "realtime=v1" in beta:
             with contextlib.suppress(ConnectionClosed):
-                event = error_event(
-                    "beta_api_shape_disabled",
-                    "The Realtime Beta API is no longer supported. Please use /v1/realtime "
-                    "for the GA API.",
+                event = se.stamp(
+                    se.error(
+                        "beta_api_shape_disabled",
+                        "The Realtime Beta API is no longer supported. Please use /v1/realtime "
+                        "for the GA API.",
+                    ),
+                    new_id("event"),
                 )
-                event["event_id"] = new_id("event")
                 self.log.add(connection_id, "out", event)
                 await ws.send(json.dumps(event))
                 await ws.close(BETA_CLOSE_CODE, BETA_CLOSE_REASON)

@@ -19,6 +19,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from pivoicectl.realtime.protocol import server_events as se
 from pivoicectl.realtime.protocol.events import (
     BYTES_PER_SAMPLE,
     SAMPLE_RATE_HZ,
@@ -40,26 +41,6 @@ from pivoicectl.standin.settings import LocalServerSettings
 from pivoicectl.standin.vad import EnergyVad, VadEvent
 
 log = logging.getLogger(__name__)
-
-
-def error_event(
-    code: str | None,
-    message: str,
-    param: str | None = None,
-    client_event_id: str | None = None,
-    error_type: str = "invalid_request_error",
-) -> dict[str, Any]:
-    """An `error` event in the service's shape."""
-    return {
-        "type": "error",
-        "error": {
-            "type": error_type,
-            "code": code,
-            "message": message,
-            "param": param,
-            "event_id": client_event_id,
-        },
-    }
 
 
 class Session:
@@ -120,7 +101,7 @@ class Session:
     # --- sending ------------------------------------------------------------------------
 
     async def send(self, event: dict[str, Any]) -> None:
-        event = {"type": event["type"], "event_id": new_id("event"), **event}
+        event = se.stamp(event, new_id("event"))
         self.log.add(self.connection_id, "out", event)
         await self.ws.send(json.dumps(event, separators=(",", ":")))
 
@@ -132,12 +113,12 @@ class Session:
         client_event_id: str | None = None,
         error_type: str = "invalid_request_error",
     ) -> None:
-        await self.send(error_event(code, message, param, client_event_id, error_type))
+        await self.send(se.error(code, message, param, client_event_id, error_type))
 
     # --- receiving ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        await self.send({"type": "session.created", "session": self.session})
+        await self.send(se.session_created(self.session))
         limit_task = asyncio.create_task(self._session_limit())
         try:
             async for message in self.ws:
@@ -214,7 +195,7 @@ class Session:
         assert isinstance(update, dict)
         self.session = deep_merge(self.session, update)
         self._configure_vad()
-        await self.send({"type": "session.updated", "session": self.session})
+        await self.send(se.session_updated(self.session))
 
     async def on_append(self, event: dict[str, Any], event_id: str | None) -> None:
         audio = event.get("audio")
@@ -259,11 +240,7 @@ class Session:
         self.speech_item_id = new_id("item")
         self.speech_audio_start_samples = start
         await self.send(
-            {
-                "type": "input_audio_buffer.speech_started",
-                "audio_start_ms": samples_to_ms(start),
-                "item_id": self.speech_item_id,
-            }
+            se.input_audio_buffer_speech_started(self.speech_item_id, samples_to_ms(start))
         )
         if self.responder.active is not None and self._td_flag("interrupt_response"):
             await self.responder.cancel("turn_detected")
@@ -273,11 +250,7 @@ class Session:
         self.speech_item_id = None
         start = self.speech_audio_start_samples
         await self.send(
-            {
-                "type": "input_audio_buffer.speech_stopped",
-                "audio_end_ms": samples_to_ms(vad_event.stop_samples),
-                "item_id": item_id,
-            }
+            se.input_audio_buffer_speech_stopped(item_id, samples_to_ms(vad_event.stop_samples))
         )
         committed = self._slice(start, vad_event.stop_samples)
         reply = self._slice(start, vad_event.speech_end_samples)
@@ -301,38 +274,18 @@ class Session:
         if self.pending is not None:
             self.pending.reply_pcm = b""  # superseded unanswered turn: nothing will use it
         self.pending = item
-        await self.send(
-            {
-                "type": "input_audio_buffer.committed",
-                "previous_item_id": previous,
-                "item_id": item_id,
-            }
-        )
-        wire_item = {
-            "id": item_id,
-            "object": "realtime.item",
-            "type": "message",
-            "status": "completed",
-            "role": "user",
-            "content": [{"type": "input_audio", "transcript": None}],
-        }
-        await self.send(
-            {"type": "conversation.item.added", "previous_item_id": previous, "item": wire_item}
-        )
-        await self.send(
-            {"type": "conversation.item.done", "previous_item_id": previous, "item": wire_item}
-        )
+        await self.send(se.input_audio_buffer_committed(item_id, previous))
+        wire_item = se.user_audio_item(item_id)
+        await self.send(se.conversation_item_added(wire_item, previous))
+        await self.send(se.conversation_item_done(wire_item, previous))
         transcription = self.session["audio"]["input"].get("transcription")
         if isinstance(transcription, dict) and transcription.get("model"):
-            seconds = item.user_audio_samples / SAMPLE_RATE_HZ
             await self.send(
-                {
-                    "type": "conversation.item.input_audio_transcription.completed",
-                    "item_id": item_id,
-                    "content_index": 0,
-                    "transcript": repeater.heard_transcript(item.user_audio_samples),
-                    "usage": {"type": "duration", "seconds": round(seconds, 3)},
-                }
+                se.conversation_item_input_audio_transcription_completed(
+                    item_id,
+                    repeater.heard_transcript(item.user_audio_samples),
+                    item.user_audio_samples / SAMPLE_RATE_HZ,
+                )
             )
 
     async def on_commit(self, event: dict[str, Any], event_id: str | None) -> None:
@@ -365,7 +318,7 @@ class Session:
         self.speech_item_id = None
         if self.vad is not None:
             self.vad.reset_turn()
-        await self.send({"type": "input_audio_buffer.cleared"})
+        await self.send(se.input_audio_buffer_cleared())
 
     # --- responses ----------------------------------------------------------------------
     # --- responses ----------------------------------------------------------------------
@@ -472,11 +425,4 @@ class Session:
                 self.connection_id, item.id, audio_end_ms, accepted=True, item_audio_ms=item_ms
             )
         )
-        await self.send(
-            {
-                "type": "conversation.item.truncated",
-                "item_id": item.id,
-                "content_index": 0,
-                "audio_end_ms": audio_end_ms,
-            }
-        )
+        await self.send(se.conversation_item_truncated(item.id, audio_end_ms))

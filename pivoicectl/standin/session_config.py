@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from pivoicectl.realtime.protocol import server_events as se
 from pivoicectl.realtime.protocol.events import SAMPLE_RATE_HZ
 
 SEMANTIC_SILENCE_MS = {"low": 1200, "medium": 600, "auto": 600, "high": 300}
@@ -24,35 +25,7 @@ def new_id(prefix: str) -> str:
 
 def default_session(model: str) -> dict[str, Any]:
     """The session a new connection starts with, as the service reports it."""
-    pcm = {"type": "audio/pcm", "rate": SAMPLE_RATE_HZ}
-    return {
-        "type": "realtime",
-        "object": "realtime.session",
-        "id": new_id("sess"),
-        "model": model,
-        "output_modalities": ["audio"],
-        "instructions": "",
-        "tools": [],
-        "tool_choice": "auto",
-        "max_output_tokens": "inf",
-        "audio": {
-            "input": {
-                "format": dict(pcm),
-                "transcription": None,
-                "noise_reduction": None,
-                "turn_detection": {
-                    "type": "server_vad",
-                    "threshold": 0.5,
-                    "prefix_padding_ms": 300,
-                    "silence_duration_ms": 500,
-                    "create_response": True,
-                    "interrupt_response": True,
-                    "idle_timeout_ms": None,
-                },
-            },
-            "output": {"format": dict(pcm), "voice": "alloy", "speed": 1.0},
-        },
-    }
+    return se.session_resource(new_id("sess"), model)
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -214,6 +214,7 @@ def test_utterance_yields_turn_events_and_a_real_time_parrot_answer():
                 assert elapsed_s >= answer_ms / 1000 - 0.1 - 0.05
                 received = srv.log.types("in")
                 assert received[0] == "session.update"
+                assert set(srv.log.types("out")) <= ev.KNOWN_SERVER_EVENTS
                 assert set(received[1:]) == {"input_audio_buffer.append"}
 
     run(body())

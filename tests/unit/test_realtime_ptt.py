@@ -22,9 +22,10 @@ from pivoicectl.realtime.edges.ptt_gpio import GpioButton, GpioSettings, load_gp
 from pivoicectl.realtime.edges.ptt_key import KeyButton, KeyTiming
 from pivoicectl.realtime.edges.trace_file import TraceWriter
 from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.protocol import server_events as se
 from pivoicectl.realtime.session.conversation import Conversation
 from pivoicectl.realtime.session.playback import PlaybackQueue, TruncationMargins
-from pivoicectl.standin.server import LocalServerThread
+from pivoicectl.standin import LocalServerThread
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -346,7 +347,7 @@ def test_a_short_tap_sends_no_commit():
 
     conv = Conversation(ev.SessionConfig(turn_detection="none"), PlaybackQueue(TruncationMargins()))
     conv.connected(0.0)
-    conv.handle(ev.parse_server_event({"type": "session.created", "session": {}}), 0.0)
+    conv.handle(ev.parse_server_event(se.session_created({})), 0.0)
     sent = [
         a.event["type"] for a in conv.ptt_released(1.0, held_audio_ms=40) if isinstance(a, Send)
     ]
