@@ -3,18 +3,18 @@ simulated room.
 
 Run: .venv/bin/python bench/bench_guard.py [--rounds 3] [--speech-s 60]
 
-Part 1, barge-in latency (room with `setup`, so source_ec): the parrot answers on
+Part 1, barge-in latency (room with `setup`, so source_ec): the repeater answers on
 loopback, where its VAD's verdict comes back at once, so it is also reached through a
 relay adding `--rtt-ms` of network round trip (default 80 ms, a good home line to a
 cloud region); per round a simulated
-person asks for 3 s, then talks over the parrot's answer 1.5 s into it. The latency is
+person asks for 3 s, then talks over the repeater's answer 1.5 s into it. The latency is
 from the person's speech onset in the simulated microphone (a stamped recording of
 sim_mic) to the speaker falling silent (a stamped recording of sim_speaker.monitor),
 both on CLOCK_MONOTONIC (each recorder's anchor is an upper bound, see bench_run.py),
 for `--barge-in local` next to the default server VAD. Goal for local: <= 150 ms.
 
 Part 2, false interrupts (room without `setup`: no echo canceller, the raw mic): the
-person asks for `--speech-s` seconds in total and the parrot says it back; every
+person asks for `--speech-s` seconds in total and the repeater says it back; every
 interruption of an answer nobody talked over is false. Counted for `--echo-guard off`,
 `gate` and `vad-gate`.
 
@@ -50,7 +50,7 @@ RATE = 48_000
 
 
 class Room:
-    """A private simulated room with the parrot as its own process."""
+    """A private simulated room with the repeater server as its own process."""
 
     def __init__(self, aec: bool) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="pvsim-guard-", dir="/tmp"))

@@ -55,7 +55,7 @@ def tone(seconds: float) -> bytes:
 
 
 async def push_paced(playback: PlaybackQueue, k: int, pcm: bytes, chunk_ms: int) -> None:
-    """Queue `pcm` in `chunk_ms` pieces at exactly real time, as the parrot streams."""
+    """Queue `pcm` in `chunk_ms` pieces at exactly real time, as the repeater server streams."""
     step = chunk_ms * SAMPLE_RATE_HZ // 1000 * 2
     t0 = time.monotonic()
     for i, offset in enumerate(range(0, len(pcm), step)):
@@ -126,7 +126,7 @@ def main() -> None:
         "--chunk-ms",
         type=int,
         default=0,
-        help="queue the tone in pieces this long at real time, as the parrot sends (0: at once)",
+        help="queue the tone in pieces this long at real time, as the repeater sends (0: at once)",
     )
     ap.add_argument(
         "--relaxed-ms",

@@ -2,10 +2,10 @@
 
 Run: .venv/bin/python bench/bench_run.py [--rounds 3] [--audio-backend portaudio]
 
-Starts a private room, `pivoicectl setup`, the parrot as a separate `pivoicectl
+Starts a private room, `pivoicectl setup`, the repeater server as a separate `pivoicectl
 local-server` process (so the client's CPU figure is the client's alone), and `pivoicectl
 run --url ... --trace` as another process. Each round a simulated person asks for 4 s,
-then talks over the answer 2 s into it; the parrot answers that too.
+then talks over the answer 2 s into it; the repeater answers that too.
 
 Figures (with their goals):
 * interrupt latency, speech_started received -> speaker silent (goal <= 25 ms):
@@ -355,7 +355,7 @@ def main() -> None:
             speaker_ms.append((ends[0] - r["at_s"]) * 1000)
     turns = summary["turns"]
     # The person stops talking -> the answer starts at the speaker: what the user waits
-    # for, batching and the service's VAD silence included (the parrot's answer opens with
+    # for, batching and the service's VAD silence included (the repeater's answer opens with
     # the prefix padding's quiet, so its first loud sample is that much after its start).
     voice_to_voice = []
     for end in question_ends:

@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         local: Annotated[
             bool,
-            typer.Option("--local", help="Talk to the embedded parrot server (no key needed)."),
+            typer.Option("--local", help="Talk to the embedded repeater server (no key needed)."),
         ] = False,
         max_turns: Annotated[int | None, typer.Option(help="Stop after N answers.", min=1)] = None,
         duration: Annotated[float | None, typer.Option(help="Stop after SECONDS.", min=0.1)] = None,
@@ -166,7 +166,7 @@ def register(app: typer.Typer) -> None:
         or api_key there.
 
         Examples:
-          pivoicectl run --local                     # the parrot, no key, no network
+          pivoicectl run --local                     # the repeater, no key, no network
           pivoicectl run --vad semantic --trace session.jsonl
           pivoicectl run --local --max-turns 2 --json
           pivoicectl run --barge-in local            # stop talking at once when you speak
@@ -221,7 +221,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="End sessions after SECONDS, like the service's 60 min.", min=1),
         ] = None,
     ) -> None:
-        """Run a local Realtime-compatible server whose model is a parrot.
+        """Run a local Realtime-compatible server whose model is a repeater.
 
         It answers every turn with your own words, honours barge-in, cancel and
         truncate like the service, and needs no key or network.

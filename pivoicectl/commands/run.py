@@ -1,6 +1,6 @@
 """`pivoicectl run` and `pivoicectl local-server`: the voice assistant and its stand-in.
 
-`run` wires the pieces: settings (flags > env > config file), the embedded parrot server
+`run` wires the pieces: settings (flags > env > config file), the embedded repeater server
 for `--local`, the trace, the sound devices, the client loop, and signal handling so
 Ctrl+C or SIGTERM end the run cleanly with a summary. The summary is a dataclass that
 rich and `--json` both render.
@@ -37,7 +37,7 @@ class RunSummary:
     elapsed_s: float
     cpu_s: float
     cpu_percent: float
-    """Of this process over the whole run (with --local, the parrot server's too)."""
+    """Of this process over the whole run (with --local, the repeater server's too)."""
     local_server: bool
     connections: int
     reconnects: int
@@ -136,7 +136,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         load_gpio()  # a missing library is reported before anything starts
     server = None
     if settings.local:
-        from pivoicectl.standin.server import LocalServerThread
+        from pivoicectl.standin import LocalServerThread
 
         server = LocalServerThread()
         server.start()
@@ -264,7 +264,7 @@ def render_summary(summary: RunSummary, json_out: bool) -> None:
     c.print(
         f"[bold]session ended[/] ({render.esc(summary.reason)}) after {summary.elapsed_s:.1f} s, "
         f"{summary.connections} connection(s), CPU {summary.cpu_percent:.2f}% of one core"
-        + (" (the built-in parrot server's included)" if summary.local_server else "")
+        + (" (the built-in repeater server's included)" if summary.local_server else "")
     )
     if summary.turns:
         table = Table("turn", "status", "voice-to-voice", "first audio", "interrupt", "truncated")
@@ -298,8 +298,8 @@ def _fmt_ms(value: float | None) -> str:
 
 
 def local_server(host: str, port: int, session_limit_s: float | None = None) -> None:
-    """Serve the parrot Realtime server in the foreground until Ctrl+C."""
-    from pivoicectl.standin.server import LocalServerSettings, serve_forever
+    """Serve the repeater Realtime server in the foreground until Ctrl+C."""
+    from pivoicectl.standin import LocalServerSettings, serve_forever
 
     kwargs: dict[str, Any] = {"host": host, "port": port}
     if session_limit_s is not None:
@@ -308,7 +308,7 @@ def local_server(host: str, port: int, session_limit_s: float | None = None) -> 
 
     def ready(server: Any) -> None:
         render.out().print(
-            f"local Realtime server on [bold]{render.esc(server.base_url)}[/] (a parrot; any "
+            f"local Realtime server on [bold]{render.esc(server.base_url)}[/] (a repeater; any "
             f"key works)\ntry:  pivoicectl run --url {render.esc(server.base_url)}   "
             "(with OPENAI_API_KEY=anything)",
         )

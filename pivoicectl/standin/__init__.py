@@ -1,4 +1,4 @@
-"""A local stand-in for the OpenAI Realtime service whose "model" is a parrot.
+"""A local stand-in for the OpenAI Realtime service whose "model" is a repeater.
 
 Everything between the microphone and the WebSocket (echo cancellation, barge-in,
 truncation, reconnects, session renewal) can be exercised against this server on

@@ -1,4 +1,4 @@
-"""The stand-in's "model": it answers with the user's own utterance.
+"""The stand-in's "model", the repeater: it answers with the user's own utterance.
 
 Repeating the user's audio makes every answer's content known to a test (the bytes it
 sent), its length controllable (how long the user spoke) and its arrival checkable
@@ -33,14 +33,14 @@ def answer(utterance: bytes, input_audio_samples: int, settings: LocalServerSett
     """The answer to a committed turn: `utterance` itself, or a tone when it is empty."""
     if utterance:
         seconds = len(utterance) / BYTES_PER_SAMPLE / SAMPLE_RATE_HZ
-        return Answer(utterance, f"(parrot) {seconds:.1f} s of audio", input_audio_samples)
+        return Answer(utterance, f"(repeater) {seconds:.1f} s of audio", input_audio_samples)
     pcm = tone_pcm(settings.reply_tone_ms, settings.reply_tone_hz)
-    return Answer(pcm, "(parrot) nothing to repeat: a tone", 0)
+    return Answer(pcm, "(repeater) nothing to repeat: a tone", 0)
 
 
 def heard_transcript(user_audio_samples: int) -> str:
     """The input transcription of a user turn: how much audio was heard."""
-    return f"(parrot heard {user_audio_samples / SAMPLE_RATE_HZ:.1f} s of audio)"
+    return f"(repeater heard {user_audio_samples / SAMPLE_RATE_HZ:.1f} s of audio)"
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ BETA_CLOSE_REASON = "invalid_request_error.beta_api_shape_disabled"
 
 
 class LocalRealtimeServer:
-    """The parrot Realtime server on an asyncio loop.
+    """The stand-in Realtime server on an asyncio loop.
 
     `async with LocalRealtimeServer() as srv:` listens on 127.0.0.1 (port 0 picks a
     free one) and exposes `srv.port`, `srv.base_url` and `srv.url`. `log` records what

@@ -1,7 +1,7 @@
 """A WebSocket relay that adds a fixed one-way delay: the network between a Pi and the
-service, for the loopback parrot.
+service, for the loopback repeater server.
 
-Why: on loopback the parrot's `speech_started` comes back within a frame of its VAD
+Why: on loopback the repeater server's `speech_started` comes back within a frame of its VAD
 deciding, so server-VAD barge-in looks as fast as a VAD on the device; over a real
 network it costs a round trip more. Each direction is delayed by `one_way_ms` with
 order kept (messages are stamped on arrival and sent when due).

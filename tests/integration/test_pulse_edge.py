@@ -67,7 +67,7 @@ PACED = (
     chunk, late = tone(0.1), {4: 0.05, 9: 0.07, 15: 0.04, 21: 0.06}
     t0 = time.monotonic()
     sounding_while_queued = []
-    for i in range(30):  # the parrot's pace: 100 ms chunks in real time, a few late
+    for i in range(30):  # the repeater server's pace: 100 ms chunks in real time, a few late
         due = t0 + 0.1 * i + late.get(i, 0.0)
         while time.monotonic() < due:
             await asyncio.sleep(0.005)
@@ -132,7 +132,7 @@ def test_a_tone_goes_round_the_room_and_a_flush_stops_it(shared_room):
 
 @pytest.mark.timeout(60)
 def test_the_edge_knows_how_long_the_speaker_still_sounds(shared_room):
-    """Deltas at the parrot's pace let the server's buffer run dry between them; there
+    """Deltas at the repeater server's pace let the server's buffer run dry between them; there
     libpulse's own latency once read 0 ms while 400 ms were still buffered, the edge
     wrote far ahead, and the echo guard opened while the speaker still talked."""
     r = run_script(shared_room.env, PACED)

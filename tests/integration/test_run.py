@@ -1,7 +1,7 @@
-"""`pivoicectl run` end to end in the simulated room, against the local parrot server.
+"""`pivoicectl run` end to end in the simulated room, against the local repeater server.
 
 The real path: sim_air -> sim_mic -> echo canceller -> source_ec -> PortAudio `pulse` ->
-WebSocket -> parrot -> WebSocket -> PortAudio -> sim_speaker -> echo path back into the
+WebSocket -> repeater -> WebSocket -> PortAudio -> sim_speaker -> echo path back into the
 mic. The simulated person is a synthetic voiced signal (harmonics with syllable-rate
 modulation and no pauses), so the answer's end at the speaker is sharp enough to compare
 with the truncation point to within a few milliseconds.
@@ -27,7 +27,7 @@ from tests.conftest import run_cli
 from tests.integration.audio import start_record, stop_record
 
 RATE = 48_000
-PREFIX_MS = 300  # server_vad prefix padding: the parrot's answer starts this much early
+PREFIX_MS = 300  # server_vad prefix padding: the repeater's answer starts this much early
 
 
 def voiced_wav(path: Path, seconds: float, f0: float = 140.0, level: float = 0.25) -> Path:
@@ -173,7 +173,7 @@ def test_barge_in_stops_the_answer_and_truncates_what_was_heard(room, tmp_path, 
             backend,
         )
         run.wait_for(lambda r: r["type"] == "session", 15, "session.created")
-        time.sleep(0.5)  # let the parrot's VAD learn the room's noise floor
+        time.sleep(0.5)  # let the repeater server's VAD learn the room's noise floor
         subprocess.run(["paplay", "-d", "sim_air", str(question)], env=room.env, check=True)
         created = run.wait_for(lambda r: r["type"] == "response_created", 5, "the answer")
         # Interrupt once the assistant has spoken 10 s (plus its 300 ms prefix).
@@ -235,7 +235,7 @@ def test_barge_in_stops_the_answer_and_truncates_what_was_heard(room, tmp_path, 
     segments = segments[1:]
     # The answer's audio that reached the speaker: its loud frames (the voice never
     # drops below -45 dBFS), not its span, which also holds any gaps where the speaker
-    # ran dry waiting for the parrot's next real-time chunk (silence, not audio heard).
+    # ran dry waiting for the repeater's next real-time chunk (silence, not audio heard).
     heard_ms, gaps_ms = heard_and_gaps_ms(audio, segments[0])
     expected_ms = sent_ms - PREFIX_MS
     print(
@@ -244,13 +244,13 @@ def test_barge_in_stops_the_answer_and_truncates_what_was_heard(room, tmp_path, 
     assert abs(heard_ms - expected_ms) <= 40, (heard_ms, gaps_ms, sent_ms)
     assert heard_ms < 11_500 - 800  # well short of the whole question
     answer2_ms = (segments[1][1] - segments[1][0]) * 1000
-    assert abs(answer2_ms - 1200) <= 150, answer2_ms  # the interruption, parroted whole
+    assert abs(answer2_ms - 1200) <= 150, answer2_ms  # the interruption, repeated whole
     assert second["interrupted"] is False
 
 
 @pytest.mark.timeout(90)
 def test_dropped_connection_reconnects_restores_the_session_and_carries_on(room, tmp_path):
-    from pivoicectl.standin.server import LocalServerThread
+    from pivoicectl.standin import LocalServerThread
 
     run_cli("setup", "--json", env=room.env, check=True)
     question = voiced_wav(tmp_path / "question.wav", 3.0, f0=140)
@@ -271,7 +271,7 @@ def test_dropped_connection_reconnects_restores_the_session_and_carries_on(room,
             "--voice",
             "cedar",
             "--instructions",
-            "Be a parrot.",
+            "Be a repeater.",
         )
         run.wait_for(lambda r: r["type"] == "session", 15, "session.created")
         time.sleep(0.5)

@@ -1,7 +1,7 @@
-"""`run --barge-in local` and `--echo-guard` in the simulated room, against the parrot.
+"""`run --barge-in local` and `--echo-guard` in the simulated room, against the repeater server.
 
 Barge-in latency is measured from the person's speech onset in the simulated mic to
-the speaker falling silent (see bench/bench_guard.py); the parrot is reached through a
+the speaker falling silent (see bench/bench_guard.py); the repeater server is reached through a
 relay adding a network round trip, since on loopback its VAD answers at once.
 
 The echo-guard test runs the room without `setup`: no echo canceller, so the raw mic
@@ -18,7 +18,7 @@ import pytest
 
 from bench.bench_guard import latency_round
 from pivoicectl.realtime.edges.trace_file import read_trace
-from pivoicectl.standin.server import LocalServerThread
+from pivoicectl.standin import LocalServerThread
 from tests.conftest import run_cli
 from tests.integration.relay import DelayRelay
 from tests.integration.test_run import RunProcess, voiced_wav

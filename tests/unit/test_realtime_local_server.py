@@ -1,4 +1,4 @@
-"""The local parrot Realtime server, driven by a real websockets client over loopback.
+"""The local Realtime server (its model a repeater), driven by a real websockets client over loopback.
 
 Every await is bounded: each test body runs under `asyncio.wait_for`, each receive has
 its own timeout, and pytest-timeout backs both up.
@@ -161,7 +161,7 @@ def test_energy_vad_freezes_the_floor_during_a_turn_and_keeps_it_on_configure():
 # --- a whole turn over the socket ----------------------------------------------------------
 
 
-def test_utterance_yields_turn_events_and_a_real_time_parrot_answer():
+def test_utterance_yields_turn_events_and_a_real_time_repeated_answer():
     async def body() -> None:
         async with LocalRealtimeServer() as srv:
             ws = await open_client(srv)
@@ -203,7 +203,7 @@ def test_utterance_yields_turn_events_and_a_real_time_parrot_answer():
                 transcript = next(
                     e for e in rest if e.type == "response.output_audio_transcript.done"
                 ).data["transcript"]
-                assert transcript.startswith("(parrot) 1.1 s")
+                assert transcript.startswith("(repeater) 1.1 s")
 
                 answer = audio_of(head + rest, response_id)
                 start = ev.ms_to_samples(started.data["audio_start_ms"]) * 2

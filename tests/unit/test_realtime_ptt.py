@@ -1,4 +1,4 @@
-"""Push-to-talk end to end without a sound card: the real client loop, the parrot server
+"""Push-to-talk end to end without a sound card: the real client loop, the repeater server
 over loopback, a fake mic, and the button as a fake RPi.GPIO module (injected at the
 import boundary) or the space bar through a real pseudo-terminal."""
 
@@ -158,7 +158,7 @@ def test_gpio_button_press_clears_release_commits_and_asks_and_press_stops_the_a
         fake.set_level(18, fake.LOW)
         await asyncio.sleep(0.6)
         fake.set_level(18, fake.HIGH)
-        await _until(lambda: conv.playback.queued_samples > 0, 10, "the parrot's answer")
+        await _until(lambda: conv.playback.queued_samples > 0, 10, "the repeater's answer")
         fake.set_level(18, fake.LOW)  # talk over the answer: it must stop
         await asyncio.sleep(0.3)
         fake.set_level(18, fake.HIGH)

@@ -26,7 +26,7 @@ from pivoicectl.realtime.protocol import events as ev
 from pivoicectl.realtime.session.conversation import Conversation
 from pivoicectl.realtime.session.playback import PlaybackQueue, TruncationMargins
 from pivoicectl.realtime.session.reconnect import BackoffPolicy
-from pivoicectl.standin.server import LocalServerThread
+from pivoicectl.standin import LocalServerThread
 from tests.unit.test_realtime_ptt import FakeMic, QuietUi
 
 pytestmark = pytest.mark.timeout(40)

@@ -96,7 +96,7 @@ def test_a_session_with_a_hanging_collector_runs_and_ends_on_time():
 
     from pivoicectl.realtime.client import ClientOptions
     from pivoicectl.realtime.protocol import events as ev
-    from pivoicectl.standin.server import LocalServerThread
+    from pivoicectl.standin import LocalServerThread
     from tests.unit.test_realtime_token import _run_client, _until
 
     with collector(hang=True) as (url, _), LocalServerThread() as server:

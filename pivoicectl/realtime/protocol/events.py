@@ -1,11 +1,12 @@
 """The OpenAI Realtime wire format: client events out, server events in, audio units.
 
 Everything here is a pure function over dicts so the protocol can be tested without a
-socket, and so the real client, the local parrot server and the tests all build and read
-events through one place. The shapes are those of the GA interface (`gpt-realtime`,
-no `OpenAI-Beta` header). The beta interface used other names for a few server events;
-`parse_server_event` maps them to the GA names so the rest of the code handles one
-vocabulary, and keeps the name that came over the wire for traces.
+socket, and so the real client, the local stand-in server and the tests all build and read
+events through one place (what a server sends is built in `server_events`). The shapes
+are those of the GA interface (`gpt-realtime`, no `OpenAI-Beta` header). The beta
+interface used other names for a few server events; `parse_server_event` maps them to
+the GA names so the rest of the code handles one vocabulary, and keeps the name that
+came over the wire for traces.
 
 Audio on the wire is 24 kHz mono PCM16 little-endian, base64 in JSON. Durations are
 carried as sample counts (at `SAMPLE_RATE_HZ`) wherever arithmetic happens, because the
