@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from pivoicectl import __version__
-from pivoicectl.cli import devices, doctor, measure, parrot, setup, sim
+from pivoicectl.cli import devices, doctor, measure, parrot, service, setup, sim
 from pivoicectl.cli import run as run_adapters
 from pivoicectl.errors import UserError
 
@@ -65,6 +65,7 @@ sim.register(app)
 measure.register(app)
 parrot.register(app)
 run_adapters.register(app)
+service.register(app)
 
 
 def run(argv: list[str] | None = None) -> None:

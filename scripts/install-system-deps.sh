@@ -32,7 +32,7 @@ esac
 pw_pkgs=(pipewire pipewire-bin pipewire-pulse pipewire-alsa wireplumber
          libpipewire-0.3-modules libspa-0.2-modules)
 other_pkgs=(dbus-daemon pulseaudio-utils libportaudio2 libasound2-plugins
-            espeak-ng sox python3-venv)
+            espeak-ng sox python3-venv systemd)
 
 missing=()
 for p in "${pw_pkgs[@]}" "${other_pkgs[@]}"; do
