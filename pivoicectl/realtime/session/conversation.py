@@ -11,6 +11,12 @@ client event, `Show` a transcript or status line, `Record` a trace line, `Finish
 The only shared object is the `PlaybackQueue` (in memory, thread-safe): the machine
 pushes audio deltas into it and flushes it on barge-in; the audio callback pulls from
 it. All times are monotonic seconds passed in by the caller (`now_s`).
+
+Longer than most modules (about 600 lines) because it is one class: every handler reads
+and writes the same turn bookkeeping (which answers run, what was heard, which cut
+awaits the speaker's silence), and the barge-in rules can only be checked as a whole.
+What needs none of that state lives apart: the figures in `metrics`, the playback
+accounting in `playback`, the checks of the service's fields in `protocol.events`.
 """
 
 from __future__ import annotations
@@ -141,6 +147,9 @@ class Conversation:
         self._half_sample: dict[str, bytes] = {}
         """Per item: the odd trailing byte of its last delta, the start of a sample the
         next delta completes."""
+        self._this_connection: set[str] = set()
+        """Responses created on the current connection: only their items exist in the
+        service's session (a new connection is a new session)."""
 
     # --- derived state -------------------------------------------------------------
 
@@ -181,16 +190,20 @@ class Conversation:
         self.connections += 1
         self.ready = False
         self.fatal_error = None
+        self._this_connection.clear()
         return [Record({"type": "connected", "connection": self.connections})]
 
     def disconnected(self, now_s: float, reason: str) -> list[Action]:
         """The connection is gone: its responses will never finish.
 
         Audio already queued keeps playing (it was received); the turns that were
-        running are closed as `disconnected` so metrics and max-turns stay consistent.
+        running are closed as `disconnected` so metrics and max-turns stay consistent. A
+        question still waiting for its answer is forgotten: the session that would have
+        answered it is gone, and waiting for it would only hold off a renewal.
         """
         self.ready = False
         self.user_speaking = False
+        self._speech_stopped_s = None
         self._half_sample.clear()
         actions: list[Action] = [Record({"type": "disconnected", "reason": reason})]
         for turn in list(self._active.values()):
@@ -298,6 +311,8 @@ class Conversation:
             target = running[-1]
         if target is None or (plan is None and not was_playing and not running):
             return actions  # an ordinary turn start: nothing was playing or coming
+        if plan is not None and plan.response_id not in self._this_connection:
+            plan = None  # audio of an earlier session: this one has no such item to cut
         if target.interrupted_s is not None and plan is None and not was_playing:
             return actions  # already interrupted (locally): the service only caught up
         target.interrupted_s = now_s
@@ -350,6 +365,7 @@ class Conversation:
         self._open_turns.append(turn)
         self._by_response[response_id] = turn
         self._active[response_id] = turn
+        self._this_connection.add(response_id)
         self._forget_old_turns()
         return [Record({"type": "response_created", "response_id": response_id})]
 
