@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import subprocess
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,14 +77,35 @@ def _linger(user: str) -> bool | None:
     return out.stdout.strip() == "yes"
 
 
-def _api_key_present() -> bool:
-    if os.environ.get("OPENAI_API_KEY", "").strip():
-        return True
+def _api_key_facts(f: Facts) -> None:
+    """Where the key is (never what it is), and which files holding it others can read."""
+    from pivoicectl.system import key_files
+
+    files = key_files.files_holding_key()
+    if os.environ.get(key_files.KEY_VARIABLE, "").strip():
+        f.api_key_where = key_files.KEY_VARIABLE
+    elif files:
+        f.api_key_where = str(files[0])
+    f.api_key_present = bool(f.api_key_where)
+    f.exposed_key_files = [str(p) for p in files if key_files.readable_by_others(p)]
+
+
+def _service_facts(f: Facts) -> None:
+    from pivoicectl.commands.service import unit_path
+    from pivoicectl.core.service_unit import UNIT_NAME
+    from pivoicectl.system import systemd
+
+    f.service_installed = unit_path().exists()
+    if not (f.service_installed and f.systemd_user):
+        return
     try:
-        data = tomllib.loads(paths.user_config_file().read_text())
-    except (OSError, tomllib.TOMLDecodeError):
-        return False
-    return bool(str(data.get("api_key", "")).strip())
+        props = systemd.show(UNIT_NAME)
+    except UserError:
+        return
+    f.service_enabled = props["UnitFileState"]
+    f.service_active = props["ActiveState"]
+    f.service_result = props["Result"] if props["Result"] != "success" else ""
+    f.service_status = props["StatusText"]
 
 
 def _settle() -> None:
@@ -108,7 +128,6 @@ def gather() -> Facts:
         config_path=str(paths.echo_cancel_conf()),
         persisted_file=str(paths.wireplumber_default_nodes()),
         persisted=wireplumber_state.persisted_defaults(),
-        api_key_present=_api_key_present(),
         restart_command=restart.plan().command,
         last_measure=last_measure.load(),
     )
@@ -145,6 +164,8 @@ def gather() -> Facts:
         f.user = str(os.getuid())
     if f.systemd_user:
         f.linger = _linger(f.user)
+    _api_key_facts(f)
+    _service_facts(f)
     return f
 
 

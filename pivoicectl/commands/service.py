@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,20 +23,20 @@ from pivoicectl.core import service_unit
 from pivoicectl.core.service_unit import UNIT_NAME, UnitSpec
 from pivoicectl.errors import UserError
 from pivoicectl.system import fileops, paths, systemd
+from pivoicectl.system.key_files import (
+    KEY_VARIABLE,
+    config_has_key,
+    readable_by_others,
+    service_environment_file,
+)
 
 START_WAIT_S = 20.0
 """How long `install` watches the unit start before reporting what it sees."""
 LOG_LINES = 8
-KEY_VARIABLE = "OPENAI_API_KEY"
 
 
 def unit_path() -> Path:
     return systemd.user_unit_dir() / UNIT_NAME
-
-
-def environment_file() -> Path:
-    """Holds the API key for the unit when it came from the environment (mode 0600)."""
-    return paths.config_home() / "pivoicectl" / "service.env"
 
 
 @dataclass(frozen=True)
@@ -131,17 +130,6 @@ def check_run_args(run_args: tuple[str, ...]) -> dict[str, Any]:
     return dict(ctx.params)
 
 
-def _key_in_config() -> bool:
-    import tomllib
-
-    try:
-        data = tomllib.loads(paths.user_config_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    run = data.get("run")
-    return isinstance(run, dict) and bool(str(run.get("api_key", "")).strip())
-
-
 def _environment_file_text(key: str) -> str:
     if not key or any(c.isspace() or c in "\"'\\$`" for c in key):
         raise UserError(
@@ -160,14 +148,6 @@ def _needs_key(params: dict[str, Any]) -> bool:
     return not os.environ.get("PIVOICECTL_TOKEN_URL", "").strip()
 
 
-def readable_by_others(path: Path) -> bool:
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    return bool(mode & (stat.S_IRGRP | stat.S_IROTH))
-
-
 # ----------------------------------------------------------------------------- install
 
 
@@ -179,14 +159,14 @@ def install(opts: InstallOptions, progress: bool = True) -> ServiceResult:
     notes: list[str] = []
     key = os.environ.get(KEY_VARIABLE, "").strip()
     if _needs_key(params):
-        if _key_in_config():
+        if config_has_key():
             config = paths.user_config_file()
             if readable_by_others(config):
                 notes.append(
                     f"{config} holds the API key and other users can read it: chmod 600 {config}"
                 )
         elif key:
-            env_file = environment_file()
+            env_file = service_environment_file()
             env_text = _environment_file_text(key)
         else:
             raise UserError(
@@ -367,7 +347,7 @@ def logs(lines: int, follow: bool) -> int:
 
 def remove(dry_run: bool = False) -> ServiceResult:
     unit = unit_path()
-    env_file = environment_file()
+    env_file = service_environment_file()
     result = ServiceResult("remove", changed=False, dry_run=dry_run, unit_path=str(unit))
     has_unit = unit.exists()
     has_env = env_file.exists()

@@ -50,6 +50,16 @@ class Facts:
     linger: bool | None = None
     user: str = ""
     api_key_present: bool = False
+    api_key_where: str = ""
+    """Where the key was found ("OPENAI_API_KEY", a file), for the report (never the key)."""
+    exposed_key_files: list[str] = field(default_factory=list)
+    """Files holding the key that other users can read."""
+    service_installed: bool = False
+    service_enabled: str = ""
+    """systemd's UnitFileState of pivoicectl.service ("enabled", "disabled", ...)."""
+    service_active: str = ""
+    service_result: str = ""
+    service_status: str = ""
     restart_command: str = "systemctl --user restart pipewire pipewire-pulse wireplumber"
     last_measure: dict | None = None
     """The last `pivoicectl measure` result (paths.last_measure_file), if any."""
@@ -350,23 +360,39 @@ def evaluate(f: Facts) -> list[Check]:
     elif f.linger:
         add(Check("headless-linger", t, PASS, f"linger is on for {f.user}"))
     else:
+        stops = "PipeWire stops when the last session (e.g. SSH) ends"
+        if f.service_installed:
+            stops += "; so does the assistant, and it does not start at boot"
         add(
             Check(
                 "headless-linger",
                 t,
                 WARN,
-                f"linger is off for {f.user}: PipeWire stops when the last session (e.g. SSH) ends",
+                f"linger is off for {f.user}: {stops}",
                 f"sudo loginctl enable-linger {f.user}",
             )
         )
+
+    add(_service_check(f))
 
     # --- echo-guard: which `run --echo-guard` mode the measured cancellation calls for
     add(_echo_guard_check(f.last_measure))
 
     # --- api-key (never show any part of it)
     t = "OpenAI API key"
-    if f.api_key_present:
-        add(Check("api-key", t, PASS, "OPENAI_API_KEY is set"))
+    if f.exposed_key_files:
+        where = f.exposed_key_files[0]
+        add(
+            Check(
+                "api-key",
+                t,
+                WARN,
+                f"{where} holds the API key and other users can read it",
+                f"chmod 600 {where}",
+            )
+        )
+    elif f.api_key_present:
+        add(Check("api-key", t, PASS, f"set ({f.api_key_where or 'OPENAI_API_KEY'})"))
     else:
         add(
             Check(
@@ -374,10 +400,48 @@ def evaluate(f: Facts) -> list[Check]:
                 t,
                 WARN,
                 "OPENAI_API_KEY is not set: `pivoicectl run` needs it (`run --local` does not)",
-                "export OPENAI_API_KEY=... (or api_key in ~/.config/pivoicectl/config.toml)",
+                "export OPENAI_API_KEY=... (or api_key in the [run] table of "
+                "~/.config/pivoicectl/config.toml)",
             )
         )
     return checks
+
+
+def _service_check(f: Facts) -> Check:
+    """The boot service, when `pivoicectl service install` put one there."""
+    id_, t = "assistant-service", "Assistant runs at boot (pivoicectl.service)"
+    unit = "pivoicectl.service"
+    if not f.service_installed:
+        return Check(id_, t, SKIP, "not installed (`pivoicectl service install` does it)")
+    if not f.systemd_user:
+        return Check(id_, t, WARN, "installed, but no systemd user manager runs here")
+    if f.service_enabled != "enabled":
+        return Check(
+            id_,
+            t,
+            FAIL,
+            f"installed but {f.service_enabled or 'not enabled'}: it will not start at boot",
+            f"systemctl --user enable --now {unit}",
+        )
+    if f.service_active == "failed":
+        why = f" ({f.service_result})" if f.service_result else ""
+        return Check(
+            id_,
+            t,
+            FAIL,
+            f"it failed{why}; `pivoicectl service status` shows why",
+            f"systemctl --user restart {unit}",
+        )
+    if f.service_active not in ("active", "activating", "reloading"):
+        return Check(
+            id_,
+            t,
+            FAIL,
+            f"enabled but {f.service_active or 'not running'}",
+            f"systemctl --user start {unit}",
+        )
+    status = f": {f.service_status}" if f.service_status else ""
+    return Check(id_, t, PASS, f"{f.service_active}{status}")
 
 
 SAFE_FIXES = ("default-source", "default-sink", "default-persisted")

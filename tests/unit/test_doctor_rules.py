@@ -45,6 +45,7 @@ def test_healthy_stack_passes_everything_it_can():
         "default-persisted": "pass",
         "portaudio-pulse": "pass",
         "headless-linger": "skip",
+        "assistant-service": "skip",
         "echo-guard": "skip",
         "api-key": "pass",
     }
@@ -145,3 +146,35 @@ def test_echo_guard_advice_follows_the_last_measurement():
     assert "--echo-guard gate" in guard(bad)[2]
     raw = {**good, "nodes": {"output": "sim_mic"}}
     assert guard(raw)[0] == "warn" and "pivoicectl setup" in guard(raw)[2]
+
+
+def test_the_boot_service_check_follows_systemds_state_with_a_fix():
+    def service(**kw):
+        base = dict(
+            systemd_user=True,
+            linger=True,
+            service_installed=True,
+            service_enabled="enabled",
+            service_active="active",
+            service_status="listening",
+        )
+        return by_id(healthy(**{**base, **kw}))["assistant-service"]
+
+    assert service(service_installed=False)[0] == "skip"
+    assert service() == ("pass", "active: listening", "")
+    status, detail, fix = service(service_enabled="disabled")
+    assert status == "fail" and "not start at boot" in detail
+    assert fix == "systemctl --user enable --now pivoicectl.service"
+    status, detail, fix = service(service_active="failed", service_result="exit-code")
+    assert status == "fail" and "exit-code" in detail and "restart" in fix
+    assert service(service_active="inactive")[0] == "fail"
+    linger = by_id(healthy(systemd_user=True, linger=False, service_installed=True))
+    assert "does not start at boot" in linger["headless-linger"][1]
+
+
+def test_a_key_file_others_can_read_is_a_warning_that_never_shows_the_key():
+    status, detail, fix = by_id(
+        healthy(exposed_key_files=["/home/pi/.config/pivoicectl/config.toml"])
+    )["api-key"]
+    assert status == "warn" and "other users can read it" in detail
+    assert fix == "chmod 600 /home/pi/.config/pivoicectl/config.toml"

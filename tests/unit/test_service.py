@@ -278,3 +278,23 @@ def test_remove_stops_disables_backs_up_and_removes_the_key_file(fake):
     ]
     again = run_cli("service", "remove", env=env, check=True)
     assert "nothing to remove" in again.stdout
+
+
+def test_doctor_reports_the_service_and_a_readable_key_file(fake):
+    def check(env, id_):
+        report = json.loads(run_cli("doctor", "--json", env=env).stdout)
+        return next(c for c in report["checks"] if c["id"] == id_)
+
+    assert check(fake.env, "assistant-service")["status"] == "skip"
+    env = {**fake.env, "OPENAI_API_KEY": KEY}
+    run_cli("service", "install", env=env, check=True)
+    fake.props(UnitFileState="enabled", ActiveState="active", StatusText="listening")
+    assert check(fake.env, "assistant-service")["status"] == "pass"
+    fake.props(ActiveState="failed", Result="watchdog")
+    failed = check(fake.env, "assistant-service")
+    assert failed["status"] == "fail" and "watchdog" in failed["detail"]
+    key = check(fake.env, "api-key")  # the service's key file counts, mode 0600
+    assert key["status"] == "pass" and KEY not in json.dumps(key)
+    env_file(fake).chmod(0o644)
+    loose = check(fake.env, "api-key")
+    assert loose["status"] == "warn" and loose["fix"] == f"chmod 600 {env_file(fake)}"
