@@ -288,7 +288,7 @@ def test_well_formed_events_of_every_kind_the_conversation_reads_are_accepted():
         (DELTA, "response_id", ..., "response_id is missing"),
         (DELTA, "item_id", 7, "item_id is not an id"),
         (DELTA, "item_id", "", "item_id is not an id"),
-        (DELTA, "item_id", "[bold]x", "item_id is not an id"),
+        (DELTA, "item_id", "item\n1", "item_id is not an id"),
         (DELTA, "item_id", "i" * (ev.MAX_ID_CHARS + 1), "item_id is not an id"),
         (DELTA, "content_index", -1, "content_index is not an index"),
         (DELTA, "output_index", True, "output_index is not an index"),
@@ -409,3 +409,19 @@ def test_the_quick_check_before_redacting_a_string_never_skips_a_key(text):
     for pattern in events._KEY_PATTERNS:
         full = pattern.sub(events.REDACTED, full)
     assert events.redact(text) == full
+
+
+def test_ids_are_opaque_so_a_new_id_format_is_still_accepted():
+    for item_id in ("item_AbC123", "msg/2026-12-03+x", "[bold]x", "ü" * 256):
+        delta = {
+            "type": "response.output_audio.delta",
+            "event_id": "e",
+            "response_id": "r",
+            "item_id": item_id,
+            "output_index": 0,
+            "content_index": 0,
+            "delta": "AAAA",
+        }
+        assert ev.parse_server_event(json.dumps(delta)).type == "response.output_audio.delta"
+    too_long = {**delta, "item_id": "x" * 257}
+    assert ev.parse_server_event(json.dumps(too_long)).type == "invalid"

@@ -476,9 +476,10 @@ def parse_server_event(raw: str | bytes | Mapping[str, Any]) -> ServerEvent:
 
 # --- checks of the fields the conversation reads --------------------------------------------
 
-MAX_ID_CHARS = 128
+MAX_ID_CHARS = 256
 """Longest id accepted; the service's ids (`resp_`, `item_`, `event_` + about 20
-characters) are far shorter."""
+characters) are far shorter. Ids are opaque: any visible characters are accepted, so a
+change in the service's id format cannot make every event look malformed."""
 MAX_NAME_CHARS = 128
 """Longest status, reason, error code or error type accepted."""
 MAX_TEXT_CHARS = 100_000
@@ -488,7 +489,7 @@ MAX_INDEX = 10_000
 MAX_COUNT = 10**15
 """Largest token count accepted in `usage`; sums of larger ones would stop being exact
 in the JSON that traces and summaries carry."""
-_ID = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_ID_CHARS}}}")
+_ID = re.compile(rf"[^\s\x00-\x1f\x7f]{{1,{MAX_ID_CHARS}}}")
 
 Check = Callable[[Any], str]
 """A field check: "" when the value is fine, else what is wrong with it."""
@@ -497,7 +498,7 @@ Check = Callable[[Any], str]
 def _an_id(value: Any) -> str:
     if isinstance(value, str) and _ID.fullmatch(value):
         return ""
-    return f"is not an id (1 to {MAX_ID_CHARS} letters, digits or _.:-)"
+    return f"is not an id (1 to {MAX_ID_CHARS} visible characters)"
 
 
 def _a_name(value: Any) -> str:
