@@ -30,7 +30,7 @@ REAL_WAIT_S = 5.0
 before it declares the run stuck."""
 
 
-class _JumpingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+class _JumpingSelector(selectors.DefaultSelector):
     """Polls the real descriptors without waiting; where the loop would have waited
     `timeout`, asks the loop to move its clock instead."""
 

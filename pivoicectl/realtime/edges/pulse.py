@@ -20,14 +20,14 @@ context switches went from 32-34 to 28-31 a second, its CPU from 1.27-1.41 % to
 the decisions taken on it line up with what the speaker played.
 
 The speaker side keeps enough audio in the server's buffer to outlast the wait for the
-next tick (`_lead_for`: a period plus a period's margin, 60 ms at 20 ms ticks, 200 ms at
-100 ms; 400 ms for the first write of an answer that starts during a 200 ms idle tick,
-until the next tick brings the period down) and no more; the rest waits in the
-`PlaybackQueue`. A barge-in empties the queue and flushes the server's buffer
-(`pa_stream_flush`), and the truncation counts what was handed over minus what the
-server still held at that instant, so a longer lead costs nothing that is heard (the
-barge-in test: the truncate within -13..-1 ms of what the speaker played with 200 ms
-leads). When the client lets the tick slow down while audio waits in the queue, the
+next tick (`SpeakerClock.lead_for`: a period plus a period's margin, 60 ms at 20 ms
+ticks, 200 ms at 100 ms; 400 ms for the first write of an answer that starts during a
+200 ms idle tick, until the next tick brings the period down) and no more; the rest
+waits in the `PlaybackQueue`. A barge-in empties the queue and flushes the server's
+buffer (`pa_stream_flush`), and the truncation counts what was handed over minus what
+the server still held at that instant, so a longer lead costs nothing that is heard
+(the barge-in test: the truncate within -13..-1 ms of what the speaker played with 200
+ms leads). When the client lets the tick slow down while audio waits in the queue, the
 next tick still comes a margin before what the server holds runs out: the lead of the
 faster tick is all it has until then. A new answer is written as soon as its first
 delta is queued, not at the next tick.
@@ -35,41 +35,36 @@ delta is queued, not at the next tick.
 The stream stays connected between answers: with 20 ms pre-buffering the server waits,
 silent, for the next write and does not wake the client meanwhile.
 
-How much the server holds comes from the edge's own count, not from libpulse's latency:
-the server plays in real time from each write until its buffer runs dry, so the time it
-will run dry follows from what was written and when. libpulse's latency is interpolated
-between timing updates and went wrong both ways when the buffer ran dry between late
-deltas: 0 ms reported while the server held 400 ms (the edge wrote ahead, and the echo
-guard saw nothing playing while the speaker still talked), and 113 ms while it held 65.
-The count agreed with the server's own read index to -4..+9 ms (511 ticks). While audio
-is out, every 80 ms the edge asks the server for its indices, and a fresh reply that
-says it holds more than the count (a server that stalled) wins.
+How much the server holds comes from the edge's own count (`speaker_clock`), not from
+libpulse's latency, which went wrong both ways when the buffer ran dry between late
+deltas (0 ms reported while the server held 400 ms: the echo guard saw nothing playing
+while the speaker still talked). While audio is out, every 80 ms the edge asks the
+server for its indices, and a fresh reply that says it holds more than the count (a
+server that stalled) wins.
+
+The edge reads the time from `clock` and the libpulse connection from `open_context`,
+both `time.monotonic` and `libpulse.Context` unless a test hands it others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pivoicectl.dsp.levels import FLOOR_DBFS, pcm16_dbfs
 from pivoicectl.errors import UserError
 from pivoicectl.realtime.edges.interfaces import EdgeCounters, MicSink
+from pivoicectl.realtime.edges.speaker_clock import (
+    TIMING_EVERY_S,
+    SpeakerClock,
+    spans_per_block,
+)
 from pivoicectl.realtime.protocol.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ, ms_to_samples
-from pivoicectl.realtime.session.playback import PlaybackQueue, PlayedSpan, PlayReport
+from pivoicectl.realtime.session.playback import PlaybackQueue, PlayReport
 from pivoicectl.system.audio_server import server_has_node
-
-TIMING_EVERY_S = 0.08
-"""How often the server's own indices are asked for while audio is out."""
-SERVER_LAG_S = 0.015
-"""How far the server's own count may exceed the edge's before it wins (its read index
-moves a period at a time: -4..+9 ms apart in steady playback)."""
-
-MARGIN_S = 0.04
-"""The least audio the server is to hold beyond the wait for the next tick (wakeups come
-late; the server's graph takes its audio a quantum at a time)."""
 
 RIDE_SLACK_S = 0.01
 """How much later than a period after a delta's tick the timer's own tick comes: deltas
@@ -96,25 +91,25 @@ class PulseAudioEdge(EdgeCounters):
         block_ms: int = 20,
         lead_ms: int | None = None,
         audio_timeout_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        open_context: Callable[[str], Any] | None = None,
     ) -> None:
         self.playback = playback
+        self.clock = clock
+        """The edge's time line: the loop's clock (the report times, `sounding_until_s`)."""
+        self.open_context = open_context
+        """Connects to the audio server (`libpulse.Context`; a test passes a fake)."""
         self.input_device = input_device
         self.output_device = output_device
         self.block_ms = block_ms
         self.block_bytes = ms_to_samples(block_ms) * BYTES_PER_SAMPLE
-        self.lead_s = (lead_ms if lead_ms is not None else 2 * block_ms + 20) / 1000
-        """The least speaker audio kept at the server (more with slower ticks). Not
-        more than the tick needs: the audio at the server is counted as playing by the
-        edge (`sounding_until_s`) and as unheard by the truncation, both estimates,
-        while what waits in the queue is known exactly."""
+        lead_s = (lead_ms if lead_ms is not None else 2 * block_ms + 20) / 1000
+        self.speaker_clock = SpeakerClock(lead_s)
+        """What the server holds ahead of the speaker. Its lead is the least kept there
+        (more with slower ticks), not more than the tick needs: the audio at the server
+        is counted as playing by the edge (`sounding_until_s`) and as unheard by the
+        truncation, both estimates, while what waits in the queue is known exactly."""
         super().__init__()  # output_latency_s: after the last write (lead plus device)
-        self._drain_s = 0.0
-        """When (monotonic) the server will have played all written audio but for the
-        device's own part; in the past when its buffer is dry."""
-        self._device_s = 0.0
-        self._next_timing_s = 0.0
-        self._left_queued = False
-        """The last top-up left audio in the queue for the next one."""
         self.unheard_at_abort_ms = 0
         """Audio the last barge-in flushed from the server (never heard)."""
         self.server_lags = 0
@@ -122,7 +117,7 @@ class PulseAudioEdge(EdgeCounters):
         self.error: str | None = None
         self.audio_timeout_s = audio_timeout_s
         self._lost_s: float | None = None
-        """When (monotonic) the audio server went away, while it is away."""
+        """When (`clock`) the audio server went away, while it is away."""
         self._reopen_attempts = 0
         self._reopen_timer: asyncio.TimerHandle | None = None
         self._context: Any = None
@@ -177,7 +172,8 @@ class PulseAudioEdge(EdgeCounters):
         """Connect and open both streams (on the configured names or the defaults)."""
         from pivoicectl.system import libpulse
 
-        self._context = libpulse.Context("pivoicectl run")
+        open_context = self.open_context or libpulse.Context
+        self._context = open_context("pivoicectl run")
         self._mic_stream = self._context.record(
             "pivoicectl mic", self.input_device, SAMPLE_RATE_HZ, self.block_bytes
         )
@@ -190,8 +186,7 @@ class PulseAudioEdge(EdgeCounters):
         self._mic_stream.on("overflow", self._on_overflow)
         self.input_latency_s = self._mic_stream.measured_latency_s() or 0.0
         self._pending.clear()
-        self._drain_s = 0.0
-        self._next_timing_s = 0.0
+        self.speaker_clock.restart()
 
     def stop(self) -> None:
         """Stop the tick, let the speaker's lead play out, disconnect (idempotent)."""
@@ -210,7 +205,8 @@ class PulseAudioEdge(EdgeCounters):
             return
         with contextlib.suppress(Exception):
             if self._speaker is not None:
-                time.sleep(min(0.3, self._held_s(time.monotonic()) + self._device_s))
+                held = self.speaker_clock.held_s(self.clock()) + self.speaker_clock.device_s
+                time.sleep(min(0.3, held))
         context.close()
         self._mic_stream = self._speaker = None
 
@@ -251,11 +247,6 @@ class PulseAudioEdge(EdgeCounters):
         """`block_ms`, or `relaxed_ms` while the client allows reading the mic that seldom."""
         return max(self.relaxed_ms, self.block_ms) / 1000
 
-    def _lead_for(self, period_s: float) -> float:
-        """Speaker audio to keep at the server with ticks `period_s` apart: a period plus
-        a period's margin (at least `MARGIN_S`), and never less than `lead_ms`."""
-        return max(self.lead_s, period_s + max(period_s, MARGIN_S))
-
     def _on_timer(self, loop: asyncio.AbstractEventLoop, due_s: float) -> None:
         self._riding = False
         if self._context is None:
@@ -271,7 +262,7 @@ class PulseAudioEdge(EdgeCounters):
             # The top-up sized the lead for the period it knew; the client may have let
             # the tick slow down since (its speech hangover ended while an answer played:
             # 80 ms held, the next tick 100 ms away). Come back before that runs out.
-            next_s = min(next_s, max(loop.time(), self._drain_s - MARGIN_S))
+            next_s = min(next_s, max(loop.time(), self.speaker_clock.refill_by_s()))
         self._schedule(loop, next_s)
 
     def _tick(self) -> None:
@@ -280,13 +271,10 @@ class PulseAudioEdge(EdgeCounters):
         context = self._context
         if context is None:
             return
-        now = time.monotonic()
+        now = self.clock()
         self._top_up(now)
-        if self._drain_s > now - 0.1 and now >= self._next_timing_s:
-            # Audio is out: fresh server indices for the top-ups (not every tick; each
-            # request is a round trip through the server).
+        if self.speaker_clock.wants_timing(now):  # fresh server indices for the top-ups
             self._speaker.request_timing()
-            self._next_timing_s = now + TIMING_EVERY_S
         context.pump()
         if not context.alive:
             self._lost(context.error())
@@ -311,7 +299,7 @@ class PulseAudioEdge(EdgeCounters):
         with contextlib.suppress(Exception):
             if context is not None:
                 context.close()
-        self._lost_s = time.monotonic()
+        self._lost_s = self.clock()
         self._reopen_attempts = 0
         self._tell("lost", self.error)
         self._schedule_reopen()
@@ -335,7 +323,7 @@ class PulseAudioEdge(EdgeCounters):
         self._reopen_timer = None
         if self._lost_s is None or self._mic is None:
             return  # stopped meanwhile
-        away_s = time.monotonic() - self._lost_s
+        away_s = self.clock() - self._lost_s
         if away_s > self.audio_timeout_s:
             self._lost_s = None
             self._tell(
@@ -372,78 +360,49 @@ class PulseAudioEdge(EdgeCounters):
         self._schedule(loop, loop.time() + self.block_ms / 1000)
         self._tell("back", f"audio server back after {away_s:.1f} s")
 
-    def _held_s(self, now: float) -> float:
-        """Audio the server holds for the speaker that a flush now would drop."""
-        return max(0.0, self._drain_s - now)
-
     def _top_up(self, now: float) -> None:
-        """Write queued audio until the server holds `lead_s` ahead of the speaker."""
+        """Write queued audio until the server holds the lead ahead of the speaker."""
         queued = self.playback.queued_samples
         if not queued:
             return
         speaker = self._speaker
         device, reported = speaker.playback_timing(max_age_s=TIMING_EVERY_S + 0.05)
-        self._device_s = device
-        held = self._held_s(now)
-        if reported is not None and reported > held + SERVER_LAG_S:
-            held = reported  # the server played less than the count says: it stalled
-            self.server_lags += 1
-            self._drain_s = now + held
-            self.sounding_until_s = self._drain_s + device
-        if held <= 0.0:
-            self.output_starts += 1  # the first sample is heard after the device's part
-            if self._left_queued:
-                # Dry while audio waited here: a real underrun (the tick came too late).
-                # Counted from the count, not from the server's underflow notices: those
-                # are read at the next pump, up to a tick late, and were counted whenever
-                # the next answer's audio was queued by then (2-6 a bench run, against
-                # 6 ms of silence at the speaker in all).
-                self.underflows += 1
-        need = math.ceil((self._lead_for(self._period_s()) - held) * SAMPLE_RATE_HZ)
-        if need <= 0:
+        count = self.speaker_clock
+        plan = count.plan(now, self._period_s(), device, reported)
+        self.sounding_until_s = count.sounding_until_s
+        self.server_lags += plan.server_lagged
+        self.output_starts += plan.started  # heard after the device's own part
+        self.underflows += plan.underrun
+        if not plan.samples:
             return
-        pcm, accounting = self.playback.pull(min(need, queued))
+        pcm, accounting = self.playback.pull(min(plan.samples, queued))
         try:
             speaker.write(pcm)
         except Exception as exc:  # a dropped server is reported by the next tick
             self.error = str(exc)
             return
-        duration = len(pcm) / BYTES_PER_SAMPLE / SAMPLE_RATE_HZ
-        self._left_queued = self.playback.queued_samples > 0
-        self._drain_s = now + held + duration
-        self.sounding_until_s = self._drain_s + device
-        self.output_latency_s = held + device + duration
-        self._report_written(now, held + device, pcm, accounting.spans)
+        count.wrote(now, plan, len(pcm) // BYTES_PER_SAMPLE, self.playback.queued_samples > 0)
+        self.sounding_until_s = count.sounding_until_s
+        self.output_latency_s = count.sounding_until_s - now
+        self._report_written(now, plan.held_s + device, pcm, accounting.spans)
 
     def _report_written(self, now: float, latency_s: float, pcm: bytes, spans: Any) -> None:
         """One PlayReport per block of what was written, timed when each is heard, so the
         echo guard and onset mute see the same block-by-block timeline as with
         PortAudio."""
         step = self.block_bytes
-        remaining = list(spans)
-        for offset in range(0, len(pcm), step):
-            block = pcm[offset : offset + step]
-            n = len(block) // BYTES_PER_SAMPLE
-            taken: list[PlayedSpan] = []
-            while n and remaining:
-                span = remaining[0]
-                take = min(n, span.samples)
-                taken.append(PlayedSpan(span.item_id, span.response_id, take))
-                n -= take
-                if take == span.samples:
-                    remaining.pop(0)
-                else:
-                    remaining[0] = PlayedSpan(span.item_id, span.response_id, span.samples - take)
+        blocks = spans_per_block(spans, len(pcm) // BYTES_PER_SAMPLE, step // BYTES_PER_SAMPLE)
+        for offset, taken in zip(range(0, len(pcm), step), blocks, strict=True):
             audible = now + latency_s + offset / BYTES_PER_SAMPLE / SAMPLE_RATE_HZ
             self.reports.append(
                 PlayReport(
                     callback_s=now,
                     audible_s=audible,
-                    spans=tuple(taken),
+                    spans=taken,
                     silence_samples=0,
                     underflows=self.underflows,
                     overflows=self.overflows,
-                    level_dbfs=pcm16_dbfs(block),
+                    level_dbfs=pcm16_dbfs(pcm[offset : offset + step]),
                 )
             )
 
@@ -452,7 +411,7 @@ class PulseAudioEdge(EdgeCounters):
     def _on_playback(self, what: str) -> None:
         if self._context is None:
             return
-        now = time.monotonic()
+        now = self.clock()
         if what == "audio":
             if self._ride_along():
                 return  # the tick, in this pass, tops up and pumps
@@ -460,11 +419,9 @@ class PulseAudioEdge(EdgeCounters):
         elif what == "flush":
             # Always flush, even when the count says the server is dry: a skipped flush
             # would let whatever it does hold play on.
-            if self._held_s(now) > 0:
-                self.output_aborts += 1
             self._speaker.flush()
-            self._drain_s = self.sounding_until_s = now
-            self._left_queued = False
+            self.output_aborts += self.speaker_clock.flushed(now)
+            self.sounding_until_s = self.speaker_clock.sounding_until_s
             # The speaker is silent from here on (but for the device's own few ms): a
             # report with no audio in it tells the conversation so.
             self.reports.append(
@@ -476,7 +433,7 @@ class PulseAudioEdge(EdgeCounters):
         """Audio written to the server that a flush now would drop (never heard)."""
         if self._speaker is None:
             return 0
-        self.unheard_at_abort_ms = round(self._held_s(time.monotonic()) * 1000)
+        self.unheard_at_abort_ms = self.speaker_clock.unheard_ms(self.clock())
         return self.unheard_at_abort_ms
 
     def _on_overflow(self) -> None:
