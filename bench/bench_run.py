@@ -43,6 +43,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pivoicectl.commands.run import BENCH_UPLINK_VAR
+from pivoicectl.realtime.session import uplink
 from pivoicectl.sim import instance
 from pivoicectl.sim.room import RoomSettings
 from tests.conftest import clean_env, run_cli
@@ -260,10 +262,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--audio-backend", choices=("pulse", "portaudio"), default="pulse")
-    ap.add_argument("--uplink-batch-ms", type=int, default=100)
-    ap.add_argument("--speech-batch-ms", type=int, default=40)
-    ap.add_argument("--talk-batch-ms", type=int, default=200, help="speech while nothing plays")
-    ap.add_argument("--idle-batch-ms", type=int, default=200, help="quiet while nothing plays")
+    # The batching is fixed for users (uplink.RUN_UPLINK); the bench alone may vary it.
+    batch = "mic batches, ms (run's own by default; the bench passes them in {})"
+    batch = batch.format(BENCH_UPLINK_VAR)
+    ap.add_argument("--uplink-batch-ms", type=int, default=uplink.QUIET_BATCH_MS, help=batch)
+    ap.add_argument("--speech-batch-ms", type=int, default=uplink.SPEECH_BATCH_MS)
+    ap.add_argument(
+        "--talk-batch-ms", type=int, default=uplink.TALK_BATCH_MS, help="speech, nothing plays"
+    )
+    ap.add_argument(
+        "--idle-batch-ms", type=int, default=uplink.IDLE_BATCH_MS, help="quiet, nothing plays"
+    )
     ap.add_argument("--block-ms", type=int, default=20, help="mic block and tick period")
     ap.add_argument("--idle-s", type=float, default=10.0, help="listening to a quiet room")
     args = ap.parse_args()
@@ -293,10 +302,15 @@ def main() -> None:
         run = RunProcess(
             {
                 **env,
-                "PIVOICECTL_UPLINK_BATCH_MS": str(args.uplink_batch_ms),
-                "PIVOICECTL_UPLINK_SPEECH_BATCH_MS": str(args.speech_batch_ms),
-                "PIVOICECTL_UPLINK_TALK_BATCH_MS": str(args.talk_batch_ms),
-                "PIVOICECTL_UPLINK_IDLE_BATCH_MS": str(args.idle_batch_ms),
+                BENCH_UPLINK_VAR: ",".join(
+                    str(ms)
+                    for ms in (
+                        args.uplink_batch_ms,
+                        args.speech_batch_ms,
+                        args.idle_batch_ms,
+                        args.talk_batch_ms,
+                    )
+                ),
                 "PIVOICECTL_INPUT_BLOCK_MS": str(args.block_ms),
             },
             tmp / "trace.jsonl",

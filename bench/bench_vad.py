@@ -85,7 +85,7 @@ def barge_in_costs() -> None:
     for engine in ("energy", "silero"):
         for playing in (True, False):
             try:
-                det = BargeInDetector(BargeInSettings(vad_engine=engine, lockout_seconds=1e9))
+                det = BargeInDetector(BargeInSettings(vad_engine=engine, lockout_s=1e9))
             except UserError as exc:
                 print(f"barge-in {engine}: {exc.message}")
                 break

@@ -11,21 +11,31 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pivoicectl import render
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.mic.echo_guard import EchoGuardSettings
+from pivoicectl.realtime.mic.settings import EchoGuardSettings
 from pivoicectl.realtime.protocol import events as ev
-from pivoicectl.realtime.settings import RunSettings
+from pivoicectl.realtime.settings import RunSettings, public_view
+
+if TYPE_CHECKING:
+    from pivoicectl.realtime.session.uplink import UplinkSettings
 
 LOCAL_API_KEY = "local-no-key-needed"
 """The bearer token sent to the embedded server (it accepts any)."""
+
+BENCH_UPLINK_VAR = "PIVOICECTL_BENCH_UPLINK_MS"
+"""For `bench/bench_run.py` alone: "QUIET,SPEECH,IDLE,TALK" batch lengths in ms to
+measure instead of the fixed `RUN_UPLINK`. Not a setting (no flag, no config key, not
+in the docs): the batching is not a user's knob; a malformed value is the bench's bug."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,7 @@ def guard_settings(settings: RunSettings) -> tuple[EchoGuardSettings, str | None
     """The echo guard's settings, with the echo return loss `measure` found when the
     user gave none (a measured figure beats estimating it during the first answers),
     and a status line saying where the figure came from."""
-    guard = settings.echo_guard_settings()
+    guard = settings.echo_guard
     if guard.mode == "off" or guard.erl_db is not None:
         return guard, None
     from pivoicectl.system.last_measure import measured_erl
@@ -119,77 +129,88 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def uplink_settings(environ: Mapping[str, str]) -> UplinkSettings:
+    """The mic batching `run` uses: `RUN_UPLINK`, unless the bench asks for another."""
+    from pivoicectl.realtime.session.uplink import RUN_UPLINK, UplinkSettings
+
+    raw = environ.get(BENCH_UPLINK_VAR, "")
+    if not raw:
+        return RUN_UPLINK
+    quiet, speech, idle, talk = (int(part) for part in raw.split(","))
+    return UplinkSettings(
+        quiet_batch_ms=quiet, speech_batch_ms=speech, idle_batch_ms=idle, talk_batch_ms=talk
+    )
+
+
 def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
     """Run the assistant until a limit, Ctrl+C or SIGTERM; returns the summary."""
     from pivoicectl.realtime.client import ClientOptions, RealtimeClient
     from pivoicectl.realtime.edges.choose import open_audio_edge
     from pivoicectl.realtime.edges.ptt import make_button
     from pivoicectl.realtime.edges.trace_file import TraceWriter
-    from pivoicectl.realtime.mic.mic_path import MicPath, OnsetMuteSettings
+    from pivoicectl.realtime.mic.mic_path import MicPath
     from pivoicectl.realtime.session.conversation import Conversation
     from pivoicectl.realtime.session.metrics import summarize
     from pivoicectl.realtime.session.playback import PlaybackQueue, TruncationMargins
 
-    if settings.ptt == "gpio":
+    service, ptt = settings.service, settings.ptt
+    # What the settings cannot know until they are used is checked before anything starts.
+    if ptt.mode == "gpio":
         from pivoicectl.realtime.edges.ptt_gpio import load_gpio
 
-        load_gpio()  # a missing library is reported before anything starts
+        load_gpio()  # the library is missing, or this is no Pi
+    if settings.barge_in.mode == "local":
+        settings.barge_in.check_engine()  # the silero extra is missing
     server = None
-    if settings.local:
+    if service.local:
         from pivoicectl.standin import LocalServerThread
 
         server = LocalServerThread()
         server.start()
         base_url, api_key = server.base_url, LOCAL_API_KEY
     else:
-        base_url, api_key = settings.url, (settings.api_key or "").strip()
-        if not api_key and not settings.token_url:
+        base_url, api_key = service.url, (service.api_key or "").strip()
+        if not api_key and not service.token_url:
             raise UserError(
                 "no OpenAI API key",
                 hint="set OPENAI_API_KEY or api_key in [run] of "
                 "$XDG_CONFIG_HOME/pivoicectl/config.toml; or --token-url; or try --local",
             )
-    url = ev.realtime_url(settings.model, base_url)
+    url = ev.realtime_url(service.model, base_url)
     config = settings.session_config()
     ui = ConsoleUi(to_stderr=json_out)
     sink = None
-    if settings.trace_url:
+    if settings.trace.url:
         from pivoicectl.realtime.edges.trace_http import HttpTraceSink
 
-        sink = HttpTraceSink(settings.trace_url)
-    trace = TraceWriter(
-        Path(settings.trace) if settings.trace else None, secrets=(api_key,), sink=sink
-    )
+        sink = HttpTraceSink(settings.trace.url)
+    trace_file = settings.trace.file
+    trace = TraceWriter(Path(trace_file) if trace_file else None, secrets=(api_key,), sink=sink)
     # The local server checks truncations exactly against the samples it sent; the
     # hosted service has been seen to reject points within tens of ms of the end.
-    margin_ms = 0 if settings.local else TruncationMargins().received_margin_ms
+    margin_ms = 0 if service.local else TruncationMargins().received_margin_ms
     playback = PlaybackQueue(TruncationMargins(received_margin_ms=margin_ms))
     conversation = Conversation(
-        config, playback, max_turns=settings.max_turns, barge_in=settings.barge_in
+        config, playback, max_turns=settings.limits.max_turns, barge_in=settings.barge_in.mode
     )
     guard, erl_note = guard_settings(settings)
-    mic_path = MicPath(
-        settings.barge_in,
-        settings.barge_in_settings(),
-        guard,
-        OnsetMuteSettings(mute_ms=settings.onset_mute_ms),
-    )
-    backend, audio = open_audio_edge(settings, playback)
+    mic_path = MicPath(settings.barge_in.mode, settings.barge_in, guard, settings.onset_mute)
+    backend, audio = open_audio_edge(settings.audio, playback)
     options = ClientOptions(
         url=url,
         api_key=api_key,
-        duration_s=settings.duration_s,
-        chime=settings.chime,
-        token_url=None if settings.local else settings.token_url,
-        token_body={"model": settings.model, "voice": settings.voice},
-        uplink=settings.uplink,
-        mic_block_ms=settings.input_block_ms,
+        duration_s=settings.limits.duration_s,
+        chime=settings.audio.chime,
+        token_url=None if service.local else service.token_url,
+        token_body={"model": service.model, "voice": service.voice},
+        uplink=uplink_settings(os.environ),
+        mic_block_ms=settings.audio.input_block_ms,
     )
     trace.write(
         {
             "type": "start",
             "url": url,
-            "settings": settings.public_view(),
+            "settings": public_view(settings),
             "session": config.session_payload(),
             "echo_guard_erl_db": guard.erl_db,
         }
@@ -197,13 +218,13 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
     ui.show("status", f"connecting to {url} … (Ctrl+C ends)")
     if erl_note:
         ui.show("status", erl_note)
-    if settings.ptt == "key":
+    if ptt.mode == "key":
         ui.show("status", "push-to-talk: hold space to talk, or tap to start and tap again to send")
-    elif settings.ptt == "gpio":
-        ui.show("status", f"push-to-talk: hold the button on GPIO {settings.gpio_pin} to talk")
+    elif ptt.mode == "gpio":
+        ui.show("status", f"push-to-talk: hold the button on GPIO {ptt.gpio.pin_bcm} to talk")
 
     async def main() -> Any:
-        button = make_button(settings.ptt, settings.gpio_pin) if settings.ptt else None
+        button = make_button(ptt.mode, ptt.gpio.pin_bcm) if ptt.mode else None
         client = RealtimeClient(
             options, conversation, audio, ui, trace, mic_path=mic_path, button=button
         )
@@ -230,7 +251,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         elapsed_s=round(result.elapsed_s, 3),
         cpu_s=round(result.cpu_s, 4),
         cpu_percent=round(100.0 * result.cpu_s / max(1e-9, time.monotonic() - started), 3),
-        local_server=settings.local,
+        local_server=service.local,
         connections=summary_data.connections,
         reconnects=result.reconnects,
         renewals=result.renewals,
@@ -247,7 +268,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         invalid_events=summary_data.invalid_events,
         usage=summary_data.usage,
         errors=summary_data.errors,
-        trace=settings.trace,
+        trace=trace_file,
     )
     trace.write({"type": "end", **render.to_jsonable(summary)})
     trace.close()

@@ -17,7 +17,7 @@ from pivoicectl.realtime.session.playback import (
     PlayReport,
     TruncationMargins,
 )
-from pivoicectl.realtime.settings import RunSettings
+from pivoicectl.realtime.settings import merge_run_settings
 
 BLOCK_MS = 20
 RATE = ev.SAMPLE_RATE_HZ
@@ -49,7 +49,7 @@ def feed_blocks(det: BargeInDetector, blocks, t0: float, playing: bool):
 
 
 def test_speech_over_the_assistant_triggers_after_threshold_frames_once():
-    det = BargeInDetector(BargeInSettings(lockout_seconds=0.5))
+    det = BargeInDetector(BargeInSettings(lockout_s=0.5))
     _, t = feed_blocks(det, [quiet()] * 50, 0.0, playing=False)  # the room's floor
     _, t = feed_blocks(det, [quiet()] * 30, t, playing=True)  # 0.6 s of answer: lockout over
     onset = t
@@ -61,7 +61,7 @@ def test_speech_over_the_assistant_triggers_after_threshold_frames_once():
 
 
 def test_no_trigger_when_nothing_plays_or_during_the_lockout():
-    det = BargeInDetector(BargeInSettings(lockout_seconds=0.5, grace_period_seconds=0.2))
+    det = BargeInDetector(BargeInSettings(lockout_s=0.5, grace_period_s=0.2))
     _, t = feed_blocks(det, [quiet()] * 50, 0.0, playing=False)
     fired, t = feed_blocks(det, [tone(-25)] * 20, t, playing=False)  # a normal turn
     assert fired is None
@@ -71,7 +71,7 @@ def test_no_trigger_when_nothing_plays_or_during_the_lockout():
 
 
 def test_grace_period_keeps_listening_after_the_audio_ends_then_stops():
-    settings = BargeInSettings(lockout_seconds=0.0, grace_period_seconds=0.5)
+    settings = BargeInSettings(lockout_s=0.0, grace_period_s=0.5)
     det = BargeInDetector(settings)
     _, t = feed_blocks(det, [quiet()] * 50, 0.0, playing=False)
     _, t = feed_blocks(det, [quiet()] * 10, t, playing=True)
@@ -87,7 +87,7 @@ def test_grace_period_keeps_listening_after_the_audio_ends_then_stops():
 
 
 def test_a_new_answer_rearms_the_detector():
-    det = BargeInDetector(BargeInSettings(lockout_seconds=0.0, grace_period_seconds=0.1))
+    det = BargeInDetector(BargeInSettings(lockout_s=0.0, grace_period_s=0.1))
     _, t = feed_blocks(det, [quiet()] * 50, 0.0, playing=False)
     fired, t = feed_blocks(det, [tone(-25)] * 10, t, playing=True)
     assert fired is not None
@@ -96,12 +96,12 @@ def test_a_new_answer_rearms_the_detector():
     assert fired is not None and det.triggers == 2
 
 
-def test_bad_tuning_is_a_user_error():
-    with pytest.raises(UserError):
+def test_bad_tuning_is_refused():
+    with pytest.raises(ValueError, match="threshold = 6 is out of range"):
         BargeInSettings(threshold=6, window_size=5)
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError, match="frame_ms = 5 is out of range"):
         BargeInSettings(frame_ms=5)
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError, match="mode = 'loud' is unknown"):
         EchoGuardSettings(mode="loud")
 
 
@@ -263,10 +263,10 @@ def test_onset_mute_silences_the_mic_as_an_answer_turns_loud_after_quiet():
 
 
 def test_onset_mute_settings_are_checked():
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError, match="mute_ms = 5000 is out of range"):
         OnsetMuteSettings(mute_ms=5000)
-    with pytest.raises(UserError):
-        RunSettings(onset_mute_ms=-1)
+    with pytest.raises(UserError, match="--onset-mute-ms -1 is out of range"):
+        merge_run_settings({"onset_mute_ms": -1}, {}, {})
 
 
 # --- settings ----------------------------------------------------------------------------
@@ -285,23 +285,22 @@ def test_new_run_settings_merge_from_env_and_file(tmp_path):
     assert env_values(env)["echo_tail_ms"] == 400
     assert read_config_file(config)["echo_erl_db"] == 12.0
     s = load_run_settings({"barge_in_threshold": 5}, config, env)
-    tuning = s.barge_in_settings()
-    assert (tuning.threshold, tuning.window_size, tuning.lockout_seconds) == (5, 6, 1.0)
-    assert tuning.grace_period_seconds == 2.5
-    guard = s.echo_guard_settings()
+    tuning = s.barge_in
+    assert (tuning.threshold, tuning.window_size, tuning.lockout_s) == (5, 6, 1.0)
+    assert tuning.grace_period_s == 2.5
+    guard = s.echo_guard
     assert (guard.mode, guard.tail_ms, guard.erl_db) == ("vad-gate", 400, 12.0)
     assert s.session_config().turn_detection == "none"  # push-to-talk
-    assert s.token_url == "http://127.0.0.1:1/session"
+    assert s.service.token_url == "http://127.0.0.1:1/session"
 
 
 def test_barge_in_off_asks_the_service_not_to_interrupt_and_urls_are_checked(tmp_path):
-    from pivoicectl.realtime.settings import RunSettings
-
-    payload = RunSettings(barge_in="off").session_config().turn_detection_payload()
+    settings = merge_run_settings({"barge_in": "off"}, {}, {})
+    payload = settings.session_config().turn_detection_payload()
     assert payload is not None and payload["interrupt_response"] is False
-    with pytest.raises(UserError):
-        RunSettings(trace_url="ftp://x")
-    with pytest.raises(UserError):
-        RunSettings(ptt="foot")
-    with pytest.raises(UserError):
-        RunSettings(barge_in_threshold=9)
+    with pytest.raises(UserError, match="--trace-url 'ftp://x' is not an HTTP URL"):
+        merge_run_settings({"trace_url": "ftp://x"}, {}, {})
+    with pytest.raises(UserError, match="--ptt 'foot' is unknown"):
+        merge_run_settings({"ptt": "foot"}, {}, {})
+    with pytest.raises(UserError, match="--barge-in-threshold 9 is out of range"):
+        merge_run_settings({"barge_in_threshold": 9}, {}, {})

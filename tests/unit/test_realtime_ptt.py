@@ -359,7 +359,7 @@ def test_missing_gpio_library_and_bad_pin_are_one_line_errors(monkeypatch):
     with pytest.raises(UserError) as err:
         load_gpio()
     assert "pivoicectl[gpio]" in err.value.hint
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError, match="pin_bcm = 40 is out of range"):
         GpioSettings(pin_bcm=40)
 
 

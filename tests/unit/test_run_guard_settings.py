@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pivoicectl.commands.run import guard_settings
+from pivoicectl.realtime.mic.settings import EchoGuardSettings
 from pivoicectl.realtime.settings import RunSettings
 from pivoicectl.system import paths
 
@@ -24,14 +25,14 @@ def _store(path, record) -> None:
 
 def test_measured_erl_is_used_when_none_is_given(state):
     _store(state, {"time": "2026-11-21T07:00:00", "erl_db": 11.87, "erle_db": 3.0})
-    guard, note = guard_settings(RunSettings(echo_guard="vad-gate"))
+    guard, note = guard_settings(RunSettings(echo_guard=EchoGuardSettings(mode="vad-gate")))
     assert guard.erl_db == 11.87
     assert note is not None and "11.9 dB" in note and "2026-11-21T07:00:00" in note
 
 
 def test_a_given_erl_wins_over_the_measured_one(state):
     _store(state, {"time": "t", "erl_db": 11.87})
-    guard, note = guard_settings(RunSettings(echo_guard="gate", echo_erl_db=4.0))
+    guard, note = guard_settings(RunSettings(echo_guard=EchoGuardSettings(mode="gate", erl_db=4.0)))
     assert guard.erl_db == 4.0 and note is None
 
 
@@ -49,7 +50,7 @@ def test_no_usable_measurement_means_estimating(state, content):
     if content is not None:
         state.parent.mkdir(parents=True, exist_ok=True)
         state.write_text(content)
-    guard, note = guard_settings(RunSettings(echo_guard="vad-gate"))
+    guard, note = guard_settings(RunSettings(echo_guard=EchoGuardSettings(mode="vad-gate")))
     assert guard.erl_db is None
     assert note is not None and "estimating" in note
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from pivoicectl.dsp.levels import pcm16_dbfs
-from pivoicectl.errors import UserError
 from pivoicectl.realtime.session.uplink import UplinkPacer, UplinkSettings
 
 RATE = 24000
@@ -184,9 +183,9 @@ def test_the_floor_drops_at_once_when_the_room_gets_quieter():
 
 @pytest.mark.parametrize("bad", [-1, 501, 1000])
 def test_uplink_settings_rejects_quiet_batch_ms_out_of_range(bad):
-    with pytest.raises(UserError, match=f"uplink_batch_ms = {bad} is out of range") as info:
+    with pytest.raises(ValueError, match=f"quiet_batch_ms = {bad} is out of range") as info:
         UplinkSettings(quiet_batch_ms=bad)
-    assert info.value.hint == "use 0 to 500"
+    assert info.value.allowed == "0 to 500 ms"
 
 
 @pytest.mark.parametrize("ok", [0, 1, 100, 500])
@@ -218,7 +217,7 @@ def test_without_quiet_batching_the_mic_is_read_and_sent_every_block():
 
 @pytest.mark.parametrize("bad", [-1, 201])
 def test_uplink_settings_rejects_speech_batch_ms_out_of_range(bad):
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError, match=f"speech_batch_ms = {bad} is out of range"):
         UplinkSettings(speech_batch_ms=bad)
 
 
@@ -241,9 +240,9 @@ def test_the_mic_may_wait_an_idle_batch_only_while_quiet_and_nothing_plays():
 
 @pytest.mark.parametrize("bad", [-1, 1001])
 def test_uplink_settings_rejects_idle_batch_ms_out_of_range(bad):
-    with pytest.raises(UserError, match=f"uplink_idle_batch_ms = {bad} is out of range") as info:
+    with pytest.raises(ValueError, match=f"idle_batch_ms = {bad} is out of range") as info:
         UplinkSettings(idle_batch_ms=bad)
-    assert info.value.hint == "use 0 to 1000"
+    assert info.value.allowed == "0 to 1000 ms"
 
 
 def test_talk_batches_while_nothing_plays_and_speech_batches_for_the_silence_that_ends_a_turn():
@@ -273,7 +272,7 @@ def test_speech_over_an_answer_goes_every_speech_batch():
 
 @pytest.mark.parametrize("bad", [-1, 501])
 def test_uplink_settings_rejects_talk_batch_ms_out_of_range(bad):
-    with pytest.raises(UserError, match=f"uplink_talk_batch_ms = {bad} is out of range"):
+    with pytest.raises(ValueError, match=f"talk_batch_ms = {bad} is out of range"):
         UplinkSettings(talk_batch_ms=bad)
 
 

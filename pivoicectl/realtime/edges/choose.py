@@ -8,10 +8,13 @@ PortAudio index or name, or a machine without a PulseAudio-compatible server.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pivoicectl.errors import UserError
 from pivoicectl.realtime.session.playback import PlaybackQueue
+
+if TYPE_CHECKING:
+    from pivoicectl.realtime.settings import AudioSettings
 
 
 def _server_reachable() -> bool:
@@ -37,9 +40,9 @@ def choose_backend(wanted: str, input_device: str | None, output_device: str | N
     return "pulse" if _server_reachable() else "portaudio"
 
 
-def open_audio_edge(settings: Any, playback: PlaybackQueue) -> tuple[str, Any]:
-    """The backend chosen for `settings` (a RunSettings) and its (unstarted) edge."""
-    backend = choose_backend(settings.audio_backend, settings.input_device, settings.output_device)
+def open_audio_edge(settings: AudioSettings, playback: PlaybackQueue) -> tuple[str, Any]:
+    """The backend chosen for `settings` (`run`'s audio settings) and its (unstarted) edge."""
+    backend = choose_backend(settings.backend, settings.input_device, settings.output_device)
     if backend == "pulse":
         from pivoicectl.realtime.edges.pulse import PulseAudioEdge
 
@@ -48,7 +51,7 @@ def open_audio_edge(settings: Any, playback: PlaybackQueue) -> tuple[str, Any]:
             settings.input_device,
             settings.output_device,
             block_ms=settings.input_block_ms,
-            audio_timeout_s=settings.audio_timeout_s,
+            audio_timeout_s=settings.timeout_s,
         )
     from pivoicectl.realtime.edges.portaudio import SoundDeviceAudio
 

@@ -6,17 +6,14 @@ changes; the client turns that into clear / commit / response.create.
 
 from __future__ import annotations
 
-from pivoicectl.errors import UserError
 from pivoicectl.realtime.edges.ptt_gpio import GpioButton, GpioSettings
 from pivoicectl.realtime.edges.ptt_key import KeyButton
 
-PTT_CHOICES = ("gpio", "key")
-
 
 def make_button(ptt: str, gpio_pin_bcm: int) -> GpioButton | KeyButton:
-    """The talk button `--ptt` asks for."""
+    """The talk button `--ptt` asks for (the settings checked `ptt` is a known mode)."""
     if ptt == "gpio":
         return GpioButton(GpioSettings(pin_bcm=gpio_pin_bcm))
     if ptt == "key":
         return KeyButton()
-    raise UserError(f"unknown --ptt {ptt!r}", hint="use gpio or key")
+    raise ValueError(f"no push-to-talk button {ptt!r}")

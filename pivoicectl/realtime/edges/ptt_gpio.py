@@ -11,14 +11,17 @@ swallows the release that follows a short press.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pivoicectl.core.setting_checks import check_fields, checked
 from pivoicectl.errors import UserError
+
+if TYPE_CHECKING:  # light to import: `run`'s settings take GpioSettings from here
+    import asyncio
 
 GPIO_INSTALL_HINT = (
     "pip install 'pivoicectl[gpio]' on a Pi 1-4; on a Pi 5, "
@@ -29,17 +32,16 @@ BCM_PINS = range(0, 28)
 
 @dataclass(frozen=True)
 class GpioSettings:
-    pin_bcm: int = 18
-    debounce_ms: int = 20
+    """The button's pin and how long its contacts may bounce."""
+
+    pin_bcm: int = checked(
+        18, lo=BCM_PINS.start, hi=BCM_PINS.stop - 1, allowed="a BCM number from 0 to 27"
+    )
+    """BCM numbering: 18 is physical pin 12."""
+    debounce_ms: int = checked(20, lo=0, hi=500)
 
     def __post_init__(self) -> None:
-        if self.pin_bcm not in BCM_PINS:
-            raise UserError(
-                f"--gpio-pin {self.pin_bcm} is not a GPIO pin",
-                hint="use a BCM number from 0 to 27 (default 18, physical pin 12)",
-            )
-        if not 0 <= self.debounce_ms <= 500:
-            raise UserError(f"GPIO debounce {self.debounce_ms} ms is out of range", hint="0-500")
+        check_fields(self)
 
 
 def load_gpio() -> Any:

@@ -30,39 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from pivoicectl.dsp.levels import FLOOR_DBFS, pcm16_dbfs
-from pivoicectl.errors import UserError
+from pivoicectl.realtime.mic.settings import ECHO_GUARD_CHOICES, EchoGuardSettings
 from pivoicectl.realtime.protocol.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ
 
-ECHO_GUARD_CHOICES = ("off", "gate", "vad-gate")
-
-
-@dataclass(frozen=True)
-class EchoGuardSettings:
-    """Tuning of the guard; units in the names."""
-
-    mode: str = "off"
-    tail_ms: int = 300
-    pre_roll_ms: int = 300
-    reference_window_ms: int = 400
-    erl_db: float | None = None
-    default_erl_db: float = 6.0
-    margin_db: float = 6.0
-    min_level_dbfs: float = -50.0
-    double_talk_blocks: int = 3
-    erl_history_blocks: int = 150
-    erl_min_observations: int = 25
-    erl_percentile: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.mode not in ECHO_GUARD_CHOICES:
-            raise UserError(
-                f"unknown --echo-guard {self.mode!r}",
-                hint="use one of: " + ", ".join(ECHO_GUARD_CHOICES),
-            )
-        if not 0 <= self.tail_ms <= 5000:
-            raise UserError(f"--echo-tail-ms {self.tail_ms} is out of range", hint="use 0 to 5000")
-        if self.double_talk_blocks < 1:
-            raise UserError("echo guard double_talk_blocks must be at least 1")
+__all__ = ["ECHO_GUARD_CHOICES", "EchoGuard", "EchoGuardSettings", "GuardDecision"]
+"""`EchoGuardSettings` lives in `pivoicectl.realtime.mic.settings` (no numpy there, so
+`run --help` can take its defaults) and is re-exported here."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +51,7 @@ class EchoGuard:
     """`reference(audible_s, level)` for what the speaker plays, `feed(pcm, now_s,
     playing)` per mic block."""
 
-    def __init__(self, settings: EchoGuardSettings = EchoGuardSettings()) -> None:
+    def __init__(self, settings: EchoGuardSettings = EchoGuardSettings()) -> None:  # noqa: B008
         self.settings = settings
         self._ref: deque[tuple[float, float]] = deque()
         self._pre_roll: deque[bytes] = deque()

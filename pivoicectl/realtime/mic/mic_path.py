@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pivoicectl.errors import UserError
 from pivoicectl.realtime.mic.barge_in import BargeInDetector, BargeInSettings
 from pivoicectl.realtime.mic.echo_guard import EchoGuard, EchoGuardSettings
+from pivoicectl.realtime.mic.settings import OnsetMuteSettings
 from pivoicectl.realtime.session.playback import PlayReport
+
+__all__ = ["MicDecision", "MicPath", "OnsetMute", "OnsetMuteSettings"]
 
 
 @dataclass(frozen=True)
@@ -22,33 +24,6 @@ class MicDecision:
     send: tuple[bytes, ...]
     interrupt_source: str | None = None
     """"local_vad" or "echo_guard" when the person just interrupted the assistant."""
-
-
-@dataclass(frozen=True)
-class OnsetMuteSettings:
-    """Silence sent in place of the mic when an answer turns loud after a quiet spell.
-
-    Why: in the simulated room a canceller that has heard nothing from the speaker for a
-    while lets the first moments of the next answer through (about -45 dBFS), and in
-    about one run in six on PipeWire 1.4.2 and 0.3.65 that was enough for the parrot's
-    VAD to take the assistant's own voice for the user: it interrupted itself 0.5 s
-    into its answer. Sending silence for `mute_ms` from the loud onset hides that
-    transient; the cost is that speech in that window does not reach the service.
-
-    A new answer (another response id) is an onset too, however short the quiet: on
-    PipeWire 0.3.65 an answer that followed an interruption 0.6 s after it was cut off
-    interrupted itself 120 ms in (the canceller had just heard the person talk over the
-    previous answer).
-    """
-
-    mute_ms: int = 300
-    quiet_before_s: float = 1.0
-    """The answer must follow this long without loud playback (a new answer)."""
-    loud_dbfs: float = -40.0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.mute_ms <= 2000:
-            raise UserError(f"onset_mute_ms = {self.mute_ms} is out of range", hint="0 to 2000")
 
 
 class OnsetMute:

@@ -43,8 +43,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pivoicectl.core.setting_checks import check_fields, checked
 from pivoicectl.dsp.levels import pcm16_dbfs
-from pivoicectl.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,14 @@ class UplinkSettings:
     """Batching of mic audio; `quiet_batch_ms = 0` sends every block at once (and turns
     speech batching off too)."""
 
-    quiet_batch_ms: int = 0
-    speech_batch_ms: int = 0
+    quiet_batch_ms: int = checked(0, lo=0, hi=500)
+    speech_batch_ms: int = checked(0, lo=0, hi=200)
     """Inside the hangover, blocks go out in batches this long (0: one by one); the loud
     block that starts speech always goes at once."""
-    idle_batch_ms: int = 0
+    idle_batch_ms: int = checked(0, lo=0, hi=1000)
     """While the room is quiet and nothing plays, blocks may wait this long (0: the quiet
     batch); the loud block that starts speech still sends everything waiting at once."""
-    talk_batch_ms: int = 0
+    talk_batch_ms: int = checked(0, lo=0, hi=500)
     """Loud blocks while nothing plays go out in batches this long (0: the speech batch)."""
     hangover_ms: int = 800
     """Blocks keep going out every speech batch this long after the last loud one."""
@@ -71,25 +71,27 @@ class UplinkSettings:
     """How fast the tracked noise floor follows the room getting louder."""
 
     def __post_init__(self) -> None:
-        if not 0 <= self.quiet_batch_ms <= 500:
-            raise UserError(
-                f"uplink_batch_ms = {self.quiet_batch_ms} is out of range", hint="use 0 to 500"
-            )
-        if not 0 <= self.idle_batch_ms <= 1000:
-            raise UserError(
-                f"uplink_idle_batch_ms = {self.idle_batch_ms} is out of range",
-                hint="use 0 to 1000",
-            )
-        if not 0 <= self.talk_batch_ms <= 500:
-            raise UserError(
-                f"uplink_talk_batch_ms = {self.talk_batch_ms} is out of range",
-                hint="use 0 to 500",
-            )
-        if not 0 <= self.speech_batch_ms <= 200:
-            raise UserError(
-                f"uplink_speech_batch_ms = {self.speech_batch_ms} is out of range",
-                hint="use 0 to 200",
-            )
+        check_fields(self)
+
+
+QUIET_BATCH_MS = 100
+"""`run`: quiet mic audio while an answer is under way goes out in batches this long."""
+SPEECH_BATCH_MS = 40
+"""`run`: speech over an answer, and the quiet that ends a turn."""
+IDLE_BATCH_MS = 200
+"""`run`: quiet mic audio while nothing plays."""
+TALK_BATCH_MS = 200
+"""`run`: speech while nothing plays."""
+
+RUN_UPLINK = UplinkSettings(
+    quiet_batch_ms=QUIET_BATCH_MS,
+    speech_batch_ms=SPEECH_BATCH_MS,
+    idle_batch_ms=IDLE_BATCH_MS,
+    talk_batch_ms=TALK_BATCH_MS,
+)
+"""The batching `run` uses. Not a user setting: the figures above were measured in the
+simulated room on one 2-core VM, too little to offer them as knobs; `bench/bench_run.py`
+compares others through `pivoicectl.commands.run.BENCH_UPLINK_VAR`."""
 
 
 class UplinkPacer:
