@@ -97,8 +97,8 @@ def test_a_new_answer_rearms_the_detector():
 
 
 def test_bad_tuning_is_refused():
-    with pytest.raises(ValueError, match="threshold = 6 is out of range"):
-        BargeInSettings(threshold=6, window_size=5)
+    with pytest.raises(ValueError, match="threshold_frames = 6 is out of range"):
+        BargeInSettings(threshold_frames=6, window_frames=5)
     with pytest.raises(ValueError, match="frame_ms = 5 is out of range"):
         BargeInSettings(frame_ms=5)
     with pytest.raises(ValueError, match="mode = 'loud' is unknown"):
@@ -286,7 +286,7 @@ def test_new_run_settings_merge_from_env_and_file(tmp_path):
     assert read_config_file(config)["echo_erl_db"] == 12.0
     s = load_run_settings({"barge_in_threshold": 5}, config, env)
     tuning = s.barge_in
-    assert (tuning.threshold, tuning.window_size, tuning.lockout_s) == (5, 6, 1.0)
+    assert (tuning.threshold_frames, tuning.window_frames, tuning.lockout_s) == (5, 6, 1.0)
     assert tuning.grace_period_s == 2.5
     guard = s.echo_guard
     assert (guard.mode, guard.tail_ms, guard.erl_db) == ("vad-gate", 400, 12.0)

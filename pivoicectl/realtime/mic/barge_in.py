@@ -18,7 +18,7 @@ The decision is counted in frames of `frame_ms`:
   just as the answer ends);
 * for `lockout_s` after the assistant starts speaking it never triggers (the
   echo canceller's worst moment, and the person's "mm-hm" at the answer's start);
-* it triggers when at least `threshold` of the last `window_size` frames are speech,
+* it triggers when at least `threshold_frames` of the last `window_frames` frames are speech,
   at most once per assistant episode.
 
 Pure apart from numpy (and the optional model): PCM and the caller's monotonic clock in,
@@ -56,7 +56,7 @@ class BargeInDetector:
             self.vad = StreamingVad(SAMPLE_RATE_HZ, settings.vad_settings())
         self._frame_bytes = self.vad.frame_len * BYTES_PER_SAMPLE
         self._pending = bytearray()
-        self._window: deque[bool] = deque(maxlen=settings.window_size)
+        self._window: deque[bool] = deque(maxlen=settings.window_frames)
         self._playing = False
         self._episode_start_s: float | None = None
         self._last_playing_s: float | None = None
@@ -115,7 +115,7 @@ class BargeInDetector:
                 self._window.clear()
                 continue
             self._window.append(speech)
-            if sum(self._window) >= self.settings.threshold:
+            if sum(self._window) >= self.settings.threshold_frames:
                 fire = True
         if fire:
             self._fired = True

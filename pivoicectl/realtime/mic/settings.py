@@ -34,7 +34,7 @@ class BargeInSettings:
 
     The defaults trigger after 60 ms of speech (2 of the last 5 frames of 30 ms): in the
     simulated room that is 121 ms median from speech onset at the mic to silence at the
-    speaker (3 frames gave 152 ms, over the 150 ms goal). Raise `threshold` and
+    speaker (3 frames gave 152 ms, over the 150 ms goal). Raise `threshold_frames` and
     `lockout_s` if noise interrupts the assistant (e.g. 15 of 24 frames).
     `vad_engine="silero"` (the `silero` extra) decides speech by a neural model instead
     of energy, in 32 ms frames (`frame_ms` and the `vad_*` levels then do not apply).
@@ -42,8 +42,8 @@ class BargeInSettings:
 
     mode: str = checked("server", choices=BARGE_IN_CHOICES)
     frame_ms: int = checked(30, lo=10, hi=200)
-    threshold: int = 2
-    window_size: int = checked(5, lo=1)
+    threshold_frames: int = 2
+    window_frames: int = checked(5, lo=1)
     lockout_s: float = checked(0.5, lo=0)
     grace_period_s: float = checked(1.0, lo=0)
     vad_threshold_db: float = 9.0
@@ -53,12 +53,12 @@ class BargeInSettings:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if not 1 <= self.threshold <= self.window_size:
+        if not 1 <= self.threshold_frames <= self.window_frames:
             raise SettingError(
-                "threshold",
-                self.threshold,
+                "threshold_frames",
+                self.threshold_frames,
                 "is out of range",
-                f"1 to the window size ({self.window_size} frames)",
+                f"1 to the window size ({self.window_frames} frames)",
             )
 
     def vad_settings(self) -> VadSettings:

@@ -189,13 +189,13 @@ SETTINGS: tuple[Setting, ...] = (
     _row("barge_in_frame_ms", "barge_in.frame_ms", int, "Local barge-in: VAD frame length."),
     _row(
         "barge_in_threshold",
-        "barge_in.threshold",
+        "barge_in.threshold_frames",
         int,
         "Local barge-in: speech frames in the window to trigger.",
     ),
     _row(
         "barge_in_window_size",
-        "barge_in.window_size",
+        "barge_in.window_frames",
         int,
         "Local barge-in: sliding window in frames.",
     ),
