@@ -20,6 +20,10 @@ interruption of an answer nobody talked over is false. Counted for `--echo-guard
 
 `--barge-in-threshold N` tries another local trigger; PV_BENCH_DUMP=/tmp/x saves the
 latency recordings as /tmp/x-<mode>.npz for a look at the signals.
+
+`--quick` is a smoke run of both parts (what tests/integration/test_benches.py runs):
+one round of local barge-in over the relay, and one 4 s question with `--echo-guard
+gate`. Its figures say nothing beyond "the bench still works".
 """
 
 from __future__ import annotations
@@ -174,9 +178,10 @@ def latency_round(room: Room, mode: str, rounds: int, tmp: Path, url: str) -> li
     return out
 
 
-def false_interrupts(room: Room, guard: str, speech_s: float, tmp: Path) -> dict:
-    """Ask for `speech_s` seconds in 10 s questions; count answers cut short."""
-    chunk_s = 10.0
+def false_interrupts(
+    room: Room, guard: str, speech_s: float, tmp: Path, chunk_s: float = 10.0
+) -> dict:
+    """Ask for `speech_s` seconds in `chunk_s` questions; count answers cut short."""
     questions = max(1, round(speech_s / chunk_s))
     question = voiced_wav(tmp / "long.wav", chunk_s, f0=140)
     trace = tmp / f"trace-{guard}.jsonl"
@@ -223,7 +228,14 @@ def main() -> None:
     ap.add_argument("--barge-in-threshold", type=int, help="local: speech frames to trigger")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-guard", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: one of each, short")
     args = ap.parse_args()
+    modes = ["server-loopback", "server-relay", "local-relay"]
+    guards = ["off", "gate", "vad-gate"]
+    chunk_s = 10.0
+    if args.quick:
+        args.rounds, args.speech_s, chunk_s = 1, 4.0, 4.0
+        modes, guards = ["local-relay"], ["gate"]
     tmp = Path(tempfile.mkdtemp(prefix="pv-bench-guard-"))
     if not args.skip_latency:
         room = Room(aec=True)
@@ -231,11 +243,13 @@ def main() -> None:
             room.env["PIVOICECTL_BARGE_IN_THRESHOLD"] = str(args.barge_in_threshold)
         try:
             with DelayRelay(room.url, args.rtt_ms / 2) as relay:
-                for mode, url, where in (
-                    ("server", room.url, "loopback"),
-                    ("server", relay.base_url, f"{args.rtt_ms:g} ms RTT"),
-                    ("local", relay.base_url, f"{args.rtt_ms:g} ms RTT"),
+                for key, mode, url, where in (
+                    ("server-loopback", "server", room.url, "loopback"),
+                    ("server-relay", "server", relay.base_url, f"{args.rtt_ms:g} ms RTT"),
+                    ("local-relay", "local", relay.base_url, f"{args.rtt_ms:g} ms RTT"),
                 ):
+                    if key not in modes:
+                        continue
                     xs = latency_round(room, mode, args.rounds, tmp, url)
                     goal = " (goal <= 150 ms)" if mode == "local" else ""
                     print(
@@ -248,8 +262,8 @@ def main() -> None:
     if not args.skip_guard:
         room = Room(aec=False)
         try:
-            for guard in ("off", "gate", "vad-gate"):
-                r = false_interrupts(room, guard, args.speech_s, tmp)
+            for guard in guards:
+                r = false_interrupts(room, guard, args.speech_s, tmp, chunk_s)
                 print(
                     f"echo guard {guard}: {r['false_interrupts']} false interrupt(s) over "
                     f"{r['questions']} answer(s) of about {args.speech_s / r['questions']:.0f} s "

@@ -1,8 +1,9 @@
-"""The benchmarks still run and print their figures (short runs; the figures themselves
-are the benches' business, only their sanity is checked here).
+"""Every benchmark in bench/ still runs and prints its figures, in its quickest mode (the
+figures themselves are the benches' business, only their sanity is checked here).
 
 Why: no test ran the benches, and a refactor of `MeasureResult` broke one of them for a
-whole session without anyone noticing.
+whole session without anyone noticing. So each script in bench/ must have a smoke run
+in `SMOKE`: a new bench without one fails `test_bench_runs` for that script.
 """
 
 from __future__ import annotations
@@ -10,23 +11,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, clean_env
-
-
-def _bench(*args: str, timeout: float) -> str:
-    proc = subprocess.run(
-        [sys.executable, *args],
-        cwd=REPO,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return proc.stdout
 
 
 def _figure(out: str, pattern: str) -> float:
@@ -35,31 +26,84 @@ def _figure(out: str, pattern: str) -> float:
     return float(match.group(1))
 
 
-@pytest.mark.timeout(120)
-def test_bench_playback_prints_speaker_latencies_and_the_truncation_error():
-    out = _bench("bench/bench_playback.py", "--rounds", "2", timeout=100)
+def _aec_options(out: str) -> None:
+    assert "shipped defaults" in out
+    assert 20 < _figure(out, r"ERLE\(noise\) (?:>=| )\s*([\d.]+) dB") < 120
+    assert -20 < _figure(out, r"retention\s+(-?[\d.]+) dB") < 10
+
+
+def _guard(out: str) -> None:
+    assert _figure(out, r"barge-in local .*?: median (-?[\d.]+) ms") < 1000
+    assert _figure(out, r"echo guard gate: (\d+) false interrupt\(s\) over 1 answer") >= 0
+
+
+def _help(out: str) -> None:
+    assert 0 < _figure(out, r"pivoicectl --help\s+([\d.]+)") < 5
+    assert "goal: --help < 0.300 s" in out
+
+
+def _playback(out: str) -> None:
     assert _figure(out, r"first audio at the speaker .*?: median (-?[\d.]+) ms") < 50
     assert _figure(out, r"interrupt at the speaker .*?: median (-?[\d.]+) ms") < 25
     assert abs(_figure(out, r"truncate minus heard .*?: median (-?[\d.]+) ms")) < 20
 
 
-@pytest.mark.timeout(150)
-def test_bench_run_prints_latencies_and_client_cpu():
-    out = _bench("bench/bench_run.py", "--rounds", "1", timeout=130)
+def _run(out: str) -> None:
     assert _figure(out, r"interrupt latency, client-side .*?: median (-?[\d.]+) ms") < 25
     assert 0 < _figure(out, r"duplex audio .*? = ([\d.]+)% of one core") < 20
     assert 0 < _figure(out, r"bare 20 ms mic .*? uses ([\d.]+)%") < 20
 
 
-@pytest.mark.timeout(60)
-def test_bench_help_prints_its_timing():
-    out = _bench("bench/bench_help.py", "--runs", "2", timeout=50)
-    assert 0 < _figure(out, r"pivoicectl --help\s+([\d.]+)") < 5
-    assert "goal: --help < 0.300 s" in out
-
-
-@pytest.mark.timeout(120)
-def test_bench_setup_race_counts_a_first_setup_and_an_undo_that_succeed():
-    out = _bench("bench/bench_setup_race.py", "--rounds", "1", timeout=100)
+def _setup_race(out: str) -> None:
     assert "setup succeeded 1 of 1" in out
     assert "undo succeeded 1 of 1" in out
+
+
+def _vad(out: str) -> None:
+    assert _figure(out, r"speed-up on bytes: ([\d.]+)x") > 1
+    assert 0 < _figure(out, r"barge-in detector, energy \(idle\):\s+([\d.]+) us") < 1000
+
+
+@dataclass(frozen=True)
+class Smoke:
+    args: tuple[str, ...]
+    """The bench's quickest mode."""
+    check: Callable[[str], None]
+    """Asserts on its stdout."""
+    timeout_s: float
+    """About three times what the run takes on the 2-core development machine."""
+
+
+SMOKE: dict[str, Smoke] = {
+    "bench_aec_options.py": Smoke(("--only", "shipped", "--duration", "4"), _aec_options, 60),
+    "bench_guard.py": Smoke(("--quick",), _guard, 100),
+    "bench_help.py": Smoke(("--runs", "2"), _help, 30),
+    "bench_playback.py": Smoke(("--rounds", "2"), _playback, 60),
+    "bench_run.py": Smoke(("--rounds", "1", "--idle-s", "2"), _run, 100),
+    "bench_setup_race.py": Smoke(("--rounds", "1"), _setup_race, 60),
+    "bench_vad.py": Smoke((), _vad, 30),
+}
+
+BENCHES = sorted(p.name for p in (REPO / "bench").glob("*.py") if p.name != "__init__.py")
+
+
+def test_the_smoke_table_names_only_benches_that_exist():
+    assert sorted(set(SMOKE) - set(BENCHES)) == []
+    assert len(BENCHES) >= 7  # the glob found the scripts
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("name", BENCHES)
+def test_bench_runs(name: str):
+    assert name in SMOKE, f"bench/{name} has no smoke run: add its quickest mode to SMOKE"
+    smoke = SMOKE[name]
+    proc = subprocess.run(
+        [sys.executable, str(Path("bench") / name), *smoke.args],
+        cwd=REPO,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=smoke.timeout_s,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    smoke.check(proc.stdout)
