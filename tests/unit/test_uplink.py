@@ -181,6 +181,16 @@ def test_the_floor_drops_at_once_when_the_room_gets_quieter():
     assert pacer.feed(sine(-50), t + BLOCK_S) is True
 
 
+def test_digital_silence_does_not_drag_the_floor_below_loud_dbfs_minus_the_margin():
+    """After a converged canceller's exact zeros, a louder room is learnt as fast as at
+    the start (from -65 dBFS at 1 dB/s), not from -120 dBFS (a minute of every block)."""
+    pacer = batching(100, hangover_ms=800, loud_dbfs=-55, floor_margin_db=10, floor_rise_db_per_s=1)
+    assert feed_all(pacer, [silence()] * 250) == [F, F, F, F, T] * 50  # 5 s of zeros
+    out = feed_all(pacer, [noise(-45)] * 1000, start_s=250 * BLOCK_S)  # then a fan
+    first_wait = out.index(False)
+    assert 10.0 <= first_wait * BLOCK_S <= 11.0, first_wait * BLOCK_S
+
+
 @pytest.mark.parametrize("bad", [-1, 501, 1000])
 def test_uplink_settings_rejects_quiet_batch_ms_out_of_range(bad):
     with pytest.raises(ValueError, match=f"quiet_batch_ms = {bad} is out of range") as info:

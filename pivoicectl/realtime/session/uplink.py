@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 from pivoicectl.core.setting_checks import check_fields, checked
 from pivoicectl.dsp.levels import pcm16_dbfs
+from pivoicectl.dsp.noise_floor import NoiseFloor, NoiseFloorSettings
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,14 @@ class UplinkPacer:
     def __init__(self, settings: UplinkSettings, block_ms: float) -> None:
         self.settings = settings
         self.block_ms = block_ms
-        self._floor_dbfs = settings.loud_dbfs - settings.floor_margin_db
+        # Below loud_dbfs - floor_margin_db the floor decides nothing (loud_dbfs does), so
+        # it starts there and never goes lower: after digital silence it is that close to
+        # a room that got louder.
+        lowest_dbfs = settings.loud_dbfs - settings.floor_margin_db
+        self._floor = NoiseFloor(
+            NoiseFloorSettings(rise_db_per_s=settings.floor_rise_db_per_s, min_dbfs=lowest_dbfs),
+            start_dbfs=lowest_dbfs,
+        )
         self._loud_until_s = float("-inf")
         self._waiting_ms = 0.0
         self._last_s: float | None = None
@@ -146,12 +154,11 @@ class UplinkPacer:
         if s.quiet_batch_ms <= 0:
             return True
         level = pcm16_dbfs(pcm)
-        if self._last_s is not None:
-            self._floor_dbfs += s.floor_rise_db_per_s * max(0.0, now_s - self._last_s)
+        elapsed_s = 0.0 if self._last_s is None else now_s - self._last_s
         self._last_s = now_s
-        self._floor_dbfs = min(self._floor_dbfs, level)
+        floor_dbfs = self._floor.update(level, elapsed_s)
         talking = now_s < self._loud_until_s
-        loud = level > max(s.loud_dbfs, self._floor_dbfs + s.floor_margin_db)
+        loud = level > max(s.loud_dbfs, floor_dbfs + s.floor_margin_db)
         self._talking_alone = loud and not playing
         if loud:
             self._loud_until_s = now_s + s.hangover_ms / 1000
