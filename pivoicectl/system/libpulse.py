@@ -113,7 +113,6 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "pa_stream_get_latency": (c_int, [c_void_p, POINTER(c_uint64), POINTER(c_int)]),
     "pa_stream_get_timing_info": (POINTER(TimingInfo), [c_void_p]),
     "pa_stream_update_timing_info": (c_void_p, [c_void_p, c_void_p, c_void_p]),
-    "pa_stream_get_device_name": (c_char_p, [c_void_p]),
     "pa_stream_set_underflow_callback": (None, [c_void_p, NotifyCallback, c_void_p]),
     "pa_stream_set_overflow_callback": (None, [c_void_p, NotifyCallback, c_void_p]),
     "pa_operation_unref": (None, [c_void_p]),
@@ -284,11 +283,6 @@ class Stream:
         native = NotifyCallback(lambda _stream, _userdata: callback())
         self._callbacks.append(native)
         setter(self._stream, native, None)
-
-    @property
-    def device_name(self) -> str:
-        name = self.lib.pa_stream_get_device_name(self._stream)
-        return name.decode() if name else ""
 
     def read_available(self) -> bytes:
         """Everything recorded since the last call (holes read as silence)."""

@@ -33,7 +33,6 @@ SILERO_RATE_HZ = 16_000
 SILERO_CHUNK_SAMPLES = 512
 """What the model takes per call: 512 samples at 16 kHz (32 ms)."""
 
-SILERO_FRAME_MS = 32
 SILERO_FRAME_SAMPLES = SILERO_CHUNK_SAMPLES * SAMPLE_RATE_HZ // SILERO_RATE_HZ
 """768: one model chunk in 24 kHz mic samples."""
 

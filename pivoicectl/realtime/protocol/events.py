@@ -33,7 +33,6 @@ SAMPLE_RATE_HZ = 24_000
 """The only PCM rate the GA interface accepts for `audio/pcm`, in and out."""
 BYTES_PER_SAMPLE = 2
 """PCM16 mono: one sample is two bytes."""
-SAMPLES_PER_MS = SAMPLE_RATE_HZ // 1000
 
 DEFAULT_MODEL = "gpt-realtime"
 DEFAULT_BASE_URL = "wss://api.openai.com/v1/realtime"
