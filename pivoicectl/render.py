@@ -74,8 +74,11 @@ def print_json(obj: Any) -> None:
 
 
 def error_line(message: str, hint: str = "") -> None:
-    """One line on stderr: what is wrong, then what to do about it."""
-    text = f"[bold red]error:[/] {esc(message)}"
+    """One line on stderr: what is wrong, then what to do about it (at priority err when
+    stderr is the systemd journal, so `journalctl -p err` finds it)."""
+    from pivoicectl.system import journal
+
+    text = journal.prefix(sys.stderr, journal.ERR) + f"[bold red]error:[/] {esc(message)}"
     if hint:
         text += f" [dim]—[/] {esc(hint)}"
     err().print(text, markup=True, highlight=False)

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import gc
 import os
+import shutil
 import signal
 import sys
 import time
@@ -25,9 +26,12 @@ from pivoicectl.errors import UserError
 from pivoicectl.realtime.mic.settings import EchoGuardSettings
 from pivoicectl.realtime.protocol import events as ev
 from pivoicectl.realtime.settings import RunSettings, public_view
+from pivoicectl.system import journal
+from pivoicectl.system.sd_notify import Notifier
 
 if TYPE_CHECKING:
     from pivoicectl.realtime.session.uplink import UplinkSettings
+    from pivoicectl.realtime.settings import AudioSettings
 
 LOCAL_API_KEY = "local-no-key-needed"
 """The bearer token sent to the embedded server (it accepts any)."""
@@ -72,7 +76,12 @@ class RunSummary:
 
 
 class ConsoleUi:
-    """Live transcript lines. With --json they go to stderr so stdout stays one object."""
+    """Live transcript lines. With --json they go to stderr so stdout stays one object.
+
+    Under systemd the stream is the journal: each line then starts with its priority
+    (errors at err, the rest at info), so `journalctl -p err` shows the
+    errors; rich writes no colour or animation to a stream that is not a terminal.
+    """
 
     STYLES: ClassVar[dict[str, str]] = {
         "user": "bold cyan",
@@ -82,8 +91,12 @@ class ConsoleUi:
     }
     LABELS: ClassVar[dict[str, str]] = {"user": "you", "assistant": "assistant"}
 
+    PRIORITIES: ClassVar[dict[str, int]] = {"error": journal.ERR}
+
     def __init__(self, to_stderr: bool) -> None:
         self.console = render.err() if to_stderr else render.out()
+        stream = sys.stderr if to_stderr else sys.stdout
+        self._journal = journal.goes_to_journal(stream)
 
     def show(self, kind: str, text: str) -> None:
         style = self.STYLES.get(kind, "")
@@ -91,6 +104,9 @@ class ConsoleUi:
         line = render.plain(text, "" if label else style)
         if label:
             line = render.plain(f"{label}:", style).append(" ").append_text(line)
+        if self._journal:
+            priority = self.PRIORITIES.get(kind, journal.INFO)
+            line = render.plain(f"<{priority}>").append_text(line)
         self.console.print(line)
 
 
@@ -142,11 +158,33 @@ def uplink_settings(environ: Mapping[str, str]) -> UplinkSettings:
     )
 
 
+def wait_for_audio_at_start(audio: AudioSettings, ui: ConsoleUi, notifier: Notifier) -> None:
+    """Before opening the mic, wait (bounded by `--audio-timeout`) for the audio server,
+    the devices asked for and, after `setup`, source_ec: at boot the assistant can start
+    before any of them. Only where an audio server is expected: PortAudio on a machine
+    without PipeWire opens its devices directly."""
+    if audio.backend == "portaudio" or (audio.backend == "auto" and not shutil.which("pipewire")):
+        return
+    from pivoicectl.system.audio_ready import needs_for, wait_for_audio
+
+    def waiting(text: str) -> None:
+        ui.show("status", f"({text})")
+        notifier.status(text)
+
+    def sleep(seconds: float) -> None:
+        notifier.watchdog()  # waiting is not hanging
+        time.sleep(seconds)
+
+    needs = needs_for(audio.input_device, audio.output_device)
+    wait_for_audio(needs, audio.timeout_s, waiting, sleep=sleep)
+
+
 def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
     """Run the assistant until a limit, Ctrl+C or SIGTERM; returns the summary."""
     from pivoicectl.realtime.client import ClientOptions, RealtimeClient
     from pivoicectl.realtime.edges.choose import open_audio_edge
     from pivoicectl.realtime.edges.ptt import make_button
+    from pivoicectl.realtime.edges.service_notify import ServiceNotifier
     from pivoicectl.realtime.edges.trace_file import TraceWriter
     from pivoicectl.realtime.mic.mic_path import MicPath
     from pivoicectl.realtime.session.conversation import Conversation
@@ -195,6 +233,8 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
     )
     guard, erl_note = guard_settings(settings)
     mic_path = MicPath(settings.barge_in.mode, settings.barge_in, guard, settings.onset_mute)
+    notifier = Notifier()
+    wait_for_audio_at_start(settings.audio, ui, notifier)
     backend, audio = open_audio_edge(settings.audio, playback)
     options = ClientOptions(
         url=url,
@@ -225,10 +265,21 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
 
     async def main() -> Any:
         button = make_button(ptt.mode, ptt.gpio.pin_bcm) if ptt.mode else None
-        client = RealtimeClient(
-            options, conversation, audio, ui, trace, mic_path=mic_path, button=button
-        )
         loop = asyncio.get_running_loop()
+        supervisor = ServiceNotifier(notifier) if notifier.enabled else None
+        if supervisor is not None:
+            supervisor.start_watchdog(loop)
+            supervisor.state("connecting", url)
+        client = RealtimeClient(
+            options,
+            conversation,
+            audio,
+            ui,
+            trace,
+            mic_path=mic_path,
+            button=button,
+            supervisor=supervisor,
+        )
         for sig, name in ((signal.SIGINT, "Ctrl+C"), (signal.SIGTERM, "SIGTERM")):
             loop.add_signal_handler(sig, client.stop, name)
         try:
@@ -236,6 +287,8 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+            if supervisor is not None:
+                supervisor.stopping(client.stop_reason)
 
     started = time.monotonic()
     settle_heap()
@@ -287,7 +340,19 @@ def render_summary(summary: RunSummary, json_out: bool) -> None:
         f"{summary.connections} connection(s), CPU {summary.cpu_percent:.2f}% of one core"
         + (" (the built-in repeater server's included)" if summary.local_server else "")
     )
-    if summary.turns:
+    if summary.turns and not c.is_terminal:
+        for t in summary.turns:  # one plain line per turn: a log has no room for a table
+            reason = f" ({t['reason']})" if t["reason"] else ""
+            c.print(
+                render.plain(
+                    f"turn {t['turn']}: {t['status']}{reason}, voice-to-voice "
+                    f"{_fmt_ms(t['voice_to_voice_ms'])}, first audio "
+                    f"{_fmt_ms(t['first_audio_latency_ms'])}, interrupt "
+                    f"{_fmt_ms(t['interrupt_latency_ms'])}, truncated "
+                    f"{_fmt_ms(t['truncate_audio_end_ms'])}"
+                )
+            )
+    elif summary.turns:
         table = Table("turn", "status", "voice-to-voice", "first audio", "interrupt", "truncated")
         for t in summary.turns:
             table.add_row(

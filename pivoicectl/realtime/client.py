@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.edges.interfaces import AudioEdge, TalkButton, Ui
+from pivoicectl.realtime.edges.interfaces import AudioEdge, Supervisor, TalkButton, Ui
 from pivoicectl.realtime.edges.trace_file import TraceWriter
 from pivoicectl.realtime.edges.websocket import (
     ConnectFailed,
@@ -134,6 +134,7 @@ class RealtimeClient:
         clock: Callable[[], float] = time.monotonic,
         mic_path: MicPath | None = None,
         button: TalkButton | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.options = options
         self.conversation = conversation
@@ -144,6 +145,9 @@ class RealtimeClient:
         self.clock = clock
         self.mic_path = mic_path if mic_path is not None and mic_path.active else None
         self.button = button
+        self.supervisor = supervisor
+        self._told_state = ""
+        """The last state the supervisor was told (told again only when it changes)."""
         self._talk_held = False
         self._talk_samples = 0
         self.stop_event = asyncio.Event()
@@ -155,7 +159,7 @@ class RealtimeClient:
         self._outbox_ready = asyncio.Event()
         self._reconnector = Reconnector(options.backoff, clock)
         self._renewal = SessionRenewal(options.renewal, clock)
-        self._secrets = (options.api_key,)
+        self._secrets: tuple[str, ...] = (options.api_key,)
         self.mic_blocks_sent = 0
         self.mic_blocks_dropped = 0
         self.reconnects = 0
@@ -341,7 +345,7 @@ class RealtimeClient:
             raise UserError(
                 f"the service refused the session {self._fatal_count} times: "
                 f"{error.get('message') or code} ({code})",
-                hint=FATAL_ERRORS.get(code, "see the service's message"),
+                hint=FATAL_ERRORS.get(code or "", "see the service's message"),
             )
 
     async def _backoff(self, why: str) -> bool:
@@ -354,6 +358,7 @@ class RealtimeClient:
         if why != self._last_reported:
             self._last_reported = why
             self.ui.show("status", f"({why}; reconnecting in {delay:.1f} s)")
+            self._tell("reconnecting", why)
         self.trace.write({"type": "reconnect_wait", "why": why, "delay_s": round(delay, 3)})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop_event.wait(), delay)
@@ -465,8 +470,9 @@ class RealtimeClient:
             parts = [item]
             if self.options.uplink.quiet_batch_ms:  # what waited goes out as one append
                 outbox = self._outbox
-                while outbox and isinstance(outbox[0], bytes):
-                    parts.append(outbox.popleft())
+                while outbox and isinstance(head := outbox[0], bytes):
+                    outbox.popleft()
+                    parts.append(head)
             await conn.send(ev.input_audio_append_text(b"".join(parts)))
             self.mic_blocks_sent += len(parts)
             self.mic_messages_sent += 1
@@ -520,6 +526,9 @@ class RealtimeClient:
             self._housekeep(now)
         if self._conn is None:
             return
+        if self.supervisor is not None and self.conversation.ready:
+            # A session and a mic block: the assistant is up (READY, for systemd).
+            self._tell("answering" if self.conversation.answering else "listening")
         if self.button is not None:
             if self._talk_held:  # push-to-talk: only what is said while held
                 self._talk_samples += ev.bytes_to_samples(len(pcm))
@@ -587,12 +596,19 @@ class RealtimeClient:
         self.trace.write({"type": f"audio_{state}", "detail": text}, now)
         if state == "lost":
             self.ui.show("status", f"({text}; waiting for it to come back)")
+            self._tell("waiting for audio", text)
             self._execute(self.conversation.local_interrupt(now, source="audio_lost"))
         elif state == "back":
             self.ui.show("status", f"({text}; listening again)")
         else:
             self._audio_gone = text
             self.stop("the audio server is gone")
+
+    def _tell(self, state: str, detail: str = "") -> None:
+        """Tell the supervisor (systemd, under `service`) a new state, once."""
+        if self.supervisor is not None and state != self._told_state:
+            self._told_state = state
+            self.supervisor.state(state, detail)
 
     def _execute(self, actions: list[Action]) -> None:
         """Run actions that need no await; `Send`s outside a connection are dropped."""

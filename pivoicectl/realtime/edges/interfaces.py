@@ -53,6 +53,14 @@ class Ui(Protocol):
     def show(self, kind: str, text: str) -> None: ...
 
 
+class Supervisor(Protocol):
+    """Told how the run is doing, for a service manager (systemd's notify protocol):
+    "listening" or "answering" once a session is up and the mic delivers,
+    "reconnecting" and "waiting for audio" with why."""
+
+    def state(self, state: str, detail: str) -> None: ...
+
+
 class EdgeCounters:
     """What both sound edges keep for the client: the playback reports it drains and the
     counters `run` summarises."""
