@@ -20,14 +20,22 @@ import base64
 import binascii
 import itertools
 import json
-import math
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode
 
 from pivoicectl.errors import UserError
+from pivoicectl.realtime.protocol.event_checks import (  # noqa: F401 (MAX_*: the limits)
+    COMMON_CHECKS,
+    MAX_COUNT,
+    MAX_ID_CHARS,
+    MAX_INDEX,
+    MAX_NAME_CHARS,
+    MAX_TEXT_CHARS,
+    VALIDATED_EVENTS,
+    check_field,
+)
 
 SAMPLE_RATE_HZ = 24_000
 """The only PCM rate the GA interface accepts for `audio/pcm`, in and out."""
@@ -458,8 +466,8 @@ def parse_server_event(raw: str | bytes | Mapping[str, Any]) -> ServerEvent:
     checks = VALIDATED_EVENTS.get(ga_type)
     if checks is None:
         return ServerEvent(ga_type, wire_type, data, known=ga_type in KNOWN_SERVER_EVENTS)
-    for path, check, required in (*_COMMON_CHECKS, *checks):
-        problem = _check_field(data, path, check, required)
+    for path, check, required in (*COMMON_CHECKS, *checks):
+        problem = check_field(data, path, check, required)
         if problem:
             problem = f"{ga_type}: {problem}"
             return ServerEvent(INVALID, wire_type, data, known=False, problem=problem)
@@ -471,158 +479,6 @@ def parse_server_event(raw: str | bytes | Mapping[str, Any]) -> ServerEvent:
             problem = f"{ga_type}: delta is not base64 audio"
             return ServerEvent(INVALID, wire_type, data, known=False, problem=problem)
     return ServerEvent(ga_type, wire_type, data, audio=audio)
-
-
-# --- checks of the fields the conversation reads --------------------------------------------
-
-MAX_ID_CHARS = 256
-"""Longest id accepted; the service's ids (`resp_`, `item_`, `event_` + about 20
-characters) are far shorter. Ids are opaque: any visible characters are accepted, so a
-change in the service's id format cannot make every event look malformed."""
-MAX_NAME_CHARS = 128
-"""Longest status, reason, error code or error type accepted."""
-MAX_TEXT_CHARS = 100_000
-"""Longest transcript, transcript delta or error message accepted."""
-MAX_INDEX = 10_000
-"""Largest `output_index`/`content_index` accepted (the service counts from 0)."""
-MAX_COUNT = 10**15
-"""Largest token count accepted in `usage`; sums of larger ones would stop being exact
-in the JSON that traces and summaries carry."""
-_ID = re.compile(rf"[^\s\x00-\x1f\x7f]{{1,{MAX_ID_CHARS}}}")
-
-Check = Callable[[Any], str]
-"""A field check: "" when the value is fine, else what is wrong with it."""
-
-
-def _an_id(value: Any) -> str:
-    if isinstance(value, str) and _ID.fullmatch(value):
-        return ""
-    return f"is not an id (1 to {MAX_ID_CHARS} visible characters)"
-
-
-def _a_name(value: Any) -> str:
-    ok = isinstance(value, str) and len(value) <= MAX_NAME_CHARS
-    return "" if ok else f"is not a string of at most {MAX_NAME_CHARS} characters"
-
-
-def _a_text(value: Any) -> str:
-    ok = isinstance(value, str) and len(value) <= MAX_TEXT_CHARS
-    return "" if ok else f"is not a string of at most {MAX_TEXT_CHARS} characters"
-
-
-def _a_string(value: Any) -> str:
-    return "" if isinstance(value, str) else "is not a string"
-
-
-def _an_object(value: Any) -> str:
-    return "" if isinstance(value, dict) else "is not an object"
-
-
-def _an_index(value: Any) -> str:
-    ok = type(value) is int and 0 <= value <= MAX_INDEX
-    return "" if ok else f"is not an index from 0 to {MAX_INDEX}"
-
-
-def _a_usage(value: Any) -> str:
-    """Token counts: every number, at any depth, a finite count from 0 to MAX_COUNT
-    (what `add_usage` sums); other values are carried along unread."""
-    if not isinstance(value, dict):
-        return "is not an object"
-    stack: list[Any] = [value]
-    while stack:
-        for item in stack.pop().values():
-            if isinstance(item, dict):
-                stack.append(item)
-            elif not isinstance(item, int | float) or isinstance(item, bool):
-                continue
-            elif not (math.isfinite(item) and 0 <= item <= MAX_COUNT):
-                return f"holds {item!r}, not a count from 0 to {MAX_COUNT}"
-    return ""
-
-
-def _check_field(data: dict[str, Any], path: str, check: Check, required: bool) -> str:
-    """What is wrong with `data` at the dotted `path`: "" if nothing. An absent or null
-    field is fine unless `required`; an object on the way that is absent or null is
-    fine too (its own check says whether it is required)."""
-    value: Any = data
-    for name in path.split("."):
-        if not isinstance(value, dict):
-            return ""  # the parent's own check reports it
-        value = value.get(name)
-        if value is None:
-            return f"{path} is missing" if required else ""
-    problem = check(value)
-    return f"{path} {problem}" if problem else ""
-
-
-FieldCheck = tuple[str, Check, bool]
-_REQUIRED, _OPTIONAL = True, False
-_INDEXES: tuple[FieldCheck, ...] = (
-    ("output_index", _an_index, _OPTIONAL),
-    ("content_index", _an_index, _OPTIONAL),
-)
-_COMMON_CHECKS: tuple[FieldCheck, ...] = (("event_id", _an_id, _OPTIONAL),)
-VALIDATED_EVENTS: dict[str, tuple[FieldCheck, ...]] = {
-    "session.created": (
-        ("session", _an_object, _OPTIONAL),
-        ("session.id", _an_id, _OPTIONAL),
-    ),
-    "input_audio_buffer.speech_started": (("item_id", _an_id, _OPTIONAL),),
-    "input_audio_buffer.speech_stopped": (("item_id", _an_id, _OPTIONAL),),
-    "conversation.item.input_audio_transcription.completed": (
-        ("item_id", _an_id, _OPTIONAL),
-        ("transcript", _a_text, _REQUIRED),
-    ),
-    "response.created": (
-        ("response", _an_object, _REQUIRED),
-        ("response.id", _an_id, _REQUIRED),
-        ("response.status", _a_name, _OPTIONAL),
-    ),
-    "response.output_audio.delta": (
-        ("response_id", _an_id, _REQUIRED),
-        ("item_id", _an_id, _REQUIRED),
-        ("delta", _a_string, _REQUIRED),  # and base64, checked by decoding it
-        *_INDEXES,
-    ),
-    "response.output_audio.done": (
-        ("item_id", _an_id, _REQUIRED),
-        ("response_id", _an_id, _OPTIONAL),
-        *_INDEXES,
-    ),
-    "response.output_audio_transcript.delta": (
-        ("response_id", _an_id, _REQUIRED),
-        ("item_id", _an_id, _OPTIONAL),
-        ("delta", _a_text, _REQUIRED),
-        *_INDEXES,
-    ),
-    "response.output_audio_transcript.done": (
-        ("response_id", _an_id, _REQUIRED),
-        ("item_id", _an_id, _OPTIONAL),
-        ("transcript", _a_text, _REQUIRED),
-        *_INDEXES,
-    ),
-    "response.done": (
-        ("response", _an_object, _REQUIRED),
-        ("response.id", _an_id, _REQUIRED),
-        ("response.status", _a_name, _OPTIONAL),
-        ("response.status_details", _an_object, _OPTIONAL),
-        ("response.status_details.type", _a_name, _OPTIONAL),
-        ("response.status_details.reason", _a_name, _OPTIONAL),
-        ("response.status_details.error", _an_object, _OPTIONAL),
-        ("response.status_details.error.message", _a_text, _OPTIONAL),
-        ("response.usage", _a_usage, _OPTIONAL),
-    ),
-    "error": (
-        ("error", _an_object, _REQUIRED),
-        ("error.type", _a_name, _OPTIONAL),
-        ("error.code", _a_name, _OPTIONAL),
-        ("error.message", _a_text, _OPTIONAL),
-        ("error.event_id", _an_id, _OPTIONAL),
-    ),
-}
-"""The server events the conversation acts on, and the checks of every field it reads
-of them (a dotted path into the event, the check, whether the field must be there).
-Ids are checked for their characters too: they end up in traces and status lines."""
 
 
 # --- audio ---------------------------------------------------------------------------------
