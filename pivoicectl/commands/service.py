@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pivoicectl import render as output
 from pivoicectl.core import service_unit
@@ -25,10 +25,12 @@ from pivoicectl.errors import UserError
 from pivoicectl.system import fileops, paths, systemd
 from pivoicectl.system.key_files import (
     KEY_VARIABLE,
-    config_has_key,
     readable_by_others,
     service_environment_file,
 )
+
+if TYPE_CHECKING:
+    from pivoicectl.realtime.settings import RunSettings
 
 START_WAIT_S = 20.0
 """How long `install` watches the unit start before reporting what it sees."""
@@ -101,9 +103,11 @@ def program() -> tuple[str, ...]:
     return (str(python), "-m", "pivoicectl")
 
 
-def check_run_args(run_args: tuple[str, ...]) -> dict[str, Any]:
-    """The options `run` would get, parsed exactly as `run` parses them; bad ones are a
-    UserError now rather than a unit that fails at every boot."""
+def check_run_args(run_args: tuple[str, ...]) -> RunSettings:
+    """The settings `run` will have under the service, parsed and checked exactly as
+    `run` does: its options, then config.toml, without this shell's PIVOICECTL_*
+    variables (the unit does not have them). A bad option or value is a UserError now
+    rather than a unit that fails at every boot."""
     from typer.main import get_command
 
     from pivoicectl.main import app
@@ -127,7 +131,10 @@ def check_run_args(run_args: tuple[str, ...]) -> dict[str, Any]:
                 "give the options as `pivoicectl service install -- --voice marin ...`; "
                 "see `pivoicectl run --help`",
             ) from exc
-    return dict(ctx.params)
+    from pivoicectl.realtime.settings import load_run_settings
+
+    flags = {k: v for k, v in ctx.params.items() if k != "json_out"}
+    return load_run_settings(flags, paths.user_config_file(), environ={})
 
 
 def _environment_file_text(key: str) -> str:
@@ -142,24 +149,23 @@ def _environment_file_text(key: str) -> str:
     )
 
 
-def _needs_key(params: dict[str, Any]) -> bool:
-    if params.get("local") or params.get("token_url"):
-        return False
-    return not os.environ.get("PIVOICECTL_TOKEN_URL", "").strip()
+def _needs_key(settings: RunSettings) -> bool:
+    """No key on the device with the stand-in server or a token backend."""
+    return not (settings.service.local or settings.service.token_url)
 
 
 # ----------------------------------------------------------------------------- install
 
 
 def install(opts: InstallOptions, progress: bool = True) -> ServiceResult:
-    params = check_run_args(opts.run_args)
+    settings = check_run_args(opts.run_args)
     unit = unit_path()
     env_file: Path | None = None
     env_text: str | None = None
     notes: list[str] = []
     key = os.environ.get(KEY_VARIABLE, "").strip()
-    if _needs_key(params):
-        if config_has_key():
+    if _needs_key(settings):
+        if settings.service.api_key:  # from config.toml: the environment was left out
             config = paths.user_config_file()
             if readable_by_others(config):
                 notes.append(

@@ -298,3 +298,20 @@ def test_doctor_reports_the_service_and_a_readable_key_file(fake):
     env_file(fake).chmod(0o644)
     loose = check(fake.env, "api-key")
     assert loose["status"] == "warn" and loose["fix"] == f"chmod 600 {env_file(fake)}"
+
+
+def test_values_are_checked_as_run_checks_them_with_the_config_but_not_this_shell(fake):
+    assert_one_line_error(
+        run_cli("service", "install", "--", "--local", "--onset-mute-ms", "5000", env=fake.env),
+        2,
+        "--onset-mute-ms 5000",
+    )
+    config = Path(fake.env["XDG_CONFIG_HOME"]) / "pivoicectl" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[run]\nvad = "loud"\n')
+    assert_one_line_error(run_cli("service", "install", "--", "--local", env=fake.env), 2, "loud")
+    config.write_text('[run]\ntoken_url = "https://backend.example/v1/realtime/session"\n')
+    env = {**fake.env, "PIVOICECTL_VAD": "loud"}  # not the service's: only noted
+    proc = run_cli("service", "install", env=env, check=True)  # a token backend: no key
+    assert "PIVOICECTL_* variables of this shell do not reach the service" in proc.stdout
+    assert not env_file(fake).exists()
