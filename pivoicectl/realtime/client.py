@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.edges.interfaces import AudioEdge, Supervisor, TalkButton, Ui
+from pivoicectl.realtime.edges.interfaces import AudioEdge, Supervisor, TalkButton, Toolbox, Ui
 from pivoicectl.realtime.edges.trace_file import TraceWriter
 from pivoicectl.realtime.edges.websocket import (
     ConnectFailed,
@@ -53,6 +53,7 @@ from pivoicectl.realtime.session.reconnect import (
     RenewalPolicy,
     SessionRenewal,
 )
+from pivoicectl.realtime.session.tool_calls import RunTools, ToolResult
 from pivoicectl.realtime.session.uplink import UplinkPacer, UplinkSettings
 
 TICK_S = 0.25
@@ -139,6 +140,7 @@ class RealtimeClient:
         mic_path: MicPath | None = None,
         button: TalkButton | None = None,
         supervisor: Supervisor | None = None,
+        toolbox: Toolbox | None = None,
     ) -> None:
         self.options = options
         self.conversation = conversation
@@ -150,6 +152,9 @@ class RealtimeClient:
         self.mic_path = mic_path if mic_path is not None and mic_path.active else None
         self.button = button
         self.supervisor = supervisor
+        self.toolbox = toolbox
+        self._bug: BaseException | None = None
+        """An exception of our own in a background task: raised when the run ends."""
         self._told_state = ""
         """The last state the supervisor was told (told again only when it changes)."""
         self._talk_held = False
@@ -222,6 +227,8 @@ class RealtimeClient:
             self.audio.stop()
             for report in self.audio.drain_reports():
                 self._execute(self.conversation.played(report))
+        if self._bug is not None:
+            raise self._bug
         if self._audio_gone is not None:
             raise UserError(
                 self._audio_gone,
@@ -623,12 +630,48 @@ class RealtimeClient:
                 self.trace.write(action.record)
             elif isinstance(action, Finish):
                 self.stop(action.reason)
+            elif isinstance(action, RunTools):
+                self._background_task(self._run_tools(action))
             elif isinstance(action, Send):
                 conn = self._conn
                 if conn is not None:
                     task = asyncio.ensure_future(self._send_quietly(conn, action.event))
                     self._background.add(task)
                     task.add_done_callback(self._background.discard)
+
+    def _background_task(self, coro: Any) -> None:
+        """Run `coro` beside the loop's own tasks; an exception in it is a bug of ours:
+        it ends the run and is raised from `run()` rather than lost."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+
+        def done(t: asyncio.Future[None]) -> None:
+            self._background.discard(t)
+            if not t.cancelled() and t.exception() is not None and self._bug is None:
+                self._bug = t.exception()
+                self.stop("internal error")
+
+        task.add_done_callback(done)
+
+    async def _run_tools(self, run: RunTools) -> None:
+        """Run one answer's calls together, then send their outputs in order on the
+        connection that is up now (the conversation decides whether that may be)."""
+        if self.toolbox is None:
+            outcomes = [
+                ToolResult('{"error": "no tools are available"}', False, 0.0, "no tool box")
+                for _ in run.calls
+            ]
+        else:
+            toolbox = self.toolbox
+            done = await asyncio.gather(*(toolbox.call(c.name, c.arguments) for c in run.calls))
+            outcomes = [ToolResult(o.output, o.ok, o.duration_s, o.error) for o in done]
+        conn = self._conn
+        for action in self.conversation.tool_results(run, outcomes, self.clock()):
+            if not isinstance(action, Send):
+                self._execute([action])
+            elif conn is not None:
+                with contextlib.suppress(ConnectionLost):
+                    await self._send(conn, action.event)
 
     async def _send_quietly(self, conn: Connection, event: dict[str, Any]) -> None:
         with contextlib.suppress(ConnectionLost):

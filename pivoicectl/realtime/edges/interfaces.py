@@ -53,6 +53,23 @@ class Ui(Protocol):
     def show(self, kind: str, text: str) -> None: ...
 
 
+class ToolOutcomeLike(Protocol):
+    @property
+    def output(self) -> str: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def duration_s(self) -> float: ...
+    @property
+    def error(self) -> str: ...
+
+
+class Toolbox(Protocol):
+    """Runs the function tools the session declared (`realtime.tools.Toolbox`)."""
+
+    async def call(self, name: str, arguments: str) -> ToolOutcomeLike: ...
+
+
 class Supervisor(Protocol):
     """Told how the run is doing, for a service manager (systemd's notify protocol):
     "listening" or "answering" once a session is up and the mic delivers,

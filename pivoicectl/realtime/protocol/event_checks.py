@@ -78,6 +78,29 @@ def _a_usage(value: Any) -> str:
     return ""
 
 
+TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+"""A function tool's name as the service accepts it in `session.tools`."""
+
+
+def _a_function_call_if_one(value: Any) -> str:
+    """An output item; when it is a function call, with the call id, a tool name and
+    the arguments the client needs to run and answer it."""
+    if not isinstance(value, dict):
+        return "is not an object"
+    if value.get("type") != "function_call":
+        return ""
+    for key, check in (("call_id", _an_id), ("name", _a_tool_name), ("arguments", _a_text)):
+        problem = check(value.get(key))
+        if problem:
+            return f"is a function call whose {key} {problem}"
+    return ""
+
+
+def _a_tool_name(value: Any) -> str:
+    ok = isinstance(value, str) and TOOL_NAME.fullmatch(value) is not None
+    return "" if ok else "is not a tool name (1 to 64 of a-z, A-Z, 0-9, _ and -)"
+
+
 def check_field(data: dict[str, Any], path: str, check: Check, required: bool) -> str:
     """What is wrong with `data` at the dotted `path`: "" if nothing. An absent or null
     field is fine unless `required`; an object on the way that is absent or null is
@@ -149,6 +172,11 @@ VALIDATED_EVENTS: dict[str, tuple[FieldCheck, ...]] = {
         ("response.status_details.error", _an_object, _OPTIONAL),
         ("response.status_details.error.message", _a_text, _OPTIONAL),
         ("response.usage", _a_usage, _OPTIONAL),
+    ),
+    "response.output_item.done": (
+        ("response_id", _an_id, _OPTIONAL),
+        ("item", _a_function_call_if_one, _REQUIRED),
+        ("item.type", _a_name, _OPTIONAL),
     ),
     "error": (
         ("error", _an_object, _REQUIRED),

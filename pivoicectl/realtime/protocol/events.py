@@ -112,6 +112,10 @@ class SessionConfig:
     interrupt_response: bool = True
     transcription_model: str | None = None
     noise_reduction: NoiseReduction | None = None
+    tools: tuple[dict[str, Any], ...] = ()
+    """`session.tools` entries: function tools the client runs, MCP tools the service
+    reaches. Empty: the key is left out, as before tools existed."""
+    tool_choice: str = "auto"
 
     def __post_init__(self) -> None:
         # Settings come from CLI flags and config files, so a bad one is the user's to fix.
@@ -183,6 +187,7 @@ class SessionConfig:
                 },
                 "output": {"format": dict(pcm), "voice": self.voice},
             },
+            **({"tools": list(self.tools), "tool_choice": self.tool_choice} if self.tools else {}),
         }
 
 
@@ -272,6 +277,13 @@ def conversation_item_truncate(
         content_index=content_index,
         audio_end_ms=int(audio_end_ms),
     )
+
+
+def function_call_output(call_id: str, output: str, event_id: str | None = None) -> dict[str, Any]:
+    """`conversation.item.create` carrying a tool's result; the model continues only
+    after a `response.create`."""
+    item = {"type": "function_call_output", "call_id": call_id, "output": output}
+    return _event("conversation.item.create", event_id, item=item)
 
 
 def dumps(event: Mapping[str, Any]) -> str:

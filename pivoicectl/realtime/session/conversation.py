@@ -32,6 +32,7 @@ from pivoicectl.realtime.session.playback import (
     PlayReport,
     TruncatePlan,
 )
+from pivoicectl.realtime.session.tool_calls import RunTools, ToolCalls, ToolResult
 
 # --- actions ---------------------------------------------------------------------------
 
@@ -68,7 +69,7 @@ class Finish:
     reason: str
 
 
-Action = Send | Show | Record | Finish
+Action = Send | Show | Record | Finish | RunTools
 
 
 # --- inputs besides server events --------------------------------------------------------
@@ -150,6 +151,7 @@ class Conversation:
         self._this_connection: set[str] = set()
         """Responses created on the current connection: only their items exist in the
         service's session (a new connection is a new session)."""
+        self.tools = ToolCalls()
 
     # --- derived state -------------------------------------------------------------
 
@@ -175,6 +177,7 @@ class Conversation:
             not self.user_speaking
             and not awaiting
             and not self._active
+            and self.tools.running is None
             and self.playback.queued_samples == 0
         )
 
@@ -205,6 +208,7 @@ class Conversation:
         self.user_speaking = False
         self._speech_stopped_s = None
         self._half_sample.clear()
+        self.tools.forget_connection()
         actions: list[Action] = [Record({"type": "disconnected", "reason": reason})]
         for turn in list(self._active.values()):
             turn.status = "disconnected"
@@ -239,6 +243,7 @@ class Conversation:
 
     def _on_speech_started(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
         self.user_speaking = True
+        self.tools.user_spoke()
         actions: list[Action] = [
             Record({"type": "speech_started", "item_id": event.item_id, "at_s": now_s})
         ]
@@ -252,6 +257,7 @@ class Conversation:
         the service has not (yet) seen the speech."""
         if not self.ready:
             return []
+        self.tools.user_spoke()
         actions = self._interrupt(now_s, cancel=True, source=source)
         if actions:
             actions.insert(0, Record({"type": "local_barge_in", "source": source, "at_s": now_s}))
@@ -465,7 +471,33 @@ class Conversation:
         if event.response_status == "failed":
             actions.append(Show("error", f"the answer failed: {_status_details(event)}"))
         actions += self._complete_turns(now_s)
+        run = self.tools.response_done(response_id, self.connections)
+        if run is not None:
+            names = ", ".join(dict.fromkeys(call.name for call in run.calls))
+            actions += [Show("status", f"(using {names} …)"), run]
         return actions
+
+    def _on_output_item_done(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
+        item = event.data["item"]
+        if item.get("type") != "function_call":
+            return []
+        self.tools.item_done(event.response_id, item)
+        return [
+            Record({"type": "tool_requested", "name": item["name"], "call_id": item["call_id"]})
+        ]
+
+    def tool_results(self, run: RunTools, results: list[ToolResult], now_s: float) -> list[Action]:
+        """The outcomes of `run`'s calls: their outputs, then a `response.create` so the
+        model speaks, unless the person started a new turn meanwhile; nothing is sent
+        when the session that asked is gone."""
+        events, sendable, records = self.tools.finish(
+            run, results, self.connections, self.ready, self.ids
+        )
+        actions: list[Action] = [Record(r) for r in records]
+        if not sendable:
+            dropped = {"type": "tool_output_dropped", "response_id": run.response_id}
+            return [*actions, Record({**dropped, "why": "the session that asked is gone"})]
+        return actions + [Send(e) for e in events]
 
     def _on_error(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
         code = event.error_code
@@ -597,6 +629,7 @@ _HANDLERS: dict[str, Callable[[Conversation, ev.ServerEvent, float], list[Action
     "response.output_audio_transcript.delta": Conversation._on_assistant_transcript_delta,
     "response.output_audio_transcript.done": Conversation._on_assistant_transcript,
     "response.done": Conversation._on_response_done,
+    "response.output_item.done": Conversation._on_output_item_done,
     "error": Conversation._on_error,
 }
 """Server events the conversation acts on (GA names; beta names are normalized). Each

@@ -66,6 +66,10 @@ class ServiceSettings:
     """Fetch a short-lived client secret here before each connection instead."""
     local: bool = False
     """Talk to the embedded stand-in server instead of `url`."""
+    local_call_tool: str | None = None
+    """With `local`: the stand-in calls this declared tool after each question."""
+    local_call_tool_args: str = "{}"
+    """The arguments of that call, a JSON object."""
 
     def __post_init__(self) -> None:
         check_fields(self)
