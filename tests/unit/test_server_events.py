@@ -8,7 +8,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pydantic
 import pytest
+from openai.types import realtime
 
 from pivoicectl.realtime.protocol import events as ev
 from pivoicectl.realtime.protocol import server_events as se
@@ -18,6 +20,10 @@ PCM = bytes(range(256)) * 3  # 384 samples, every byte value
 ASSISTANT = se.assistant_audio_item("item_a", "completed", "hello")
 USER = se.user_audio_item("item_u")
 USAGE = se.usage(input_audio_tokens=12, output_audio_tokens=30, output_text_tokens=4)
+ARGS = '{"percent": 30}'
+CALL = se.function_call_item("item_f", "call_7", "set_volume", ARGS)
+CALL_STARTED = se.function_call_item("item_f", "call_7", "set_volume", "", "in_progress")
+CALL_OUTPUT = se.function_call_output_item("item_o", "call_7", '{"ok": true}')
 
 BUILT: dict[str, Callable[[], dict[str, Any]]] = {
     "error": lambda: se.error("invalid_value", "bad", "audio_end_ms", "evt_1"),
@@ -57,11 +63,31 @@ BUILT: dict[str, Callable[[], dict[str, Any]]] = {
     "response_output_audio_transcript_done": lambda: se.response_output_audio_transcript_done(
         "resp_1", "item_a", "hello"
     ),
+    "response_function_call_arguments_delta": lambda: se.response_function_call_arguments_delta(
+        "resp_1", "item_f", "call_7", '{"perc'
+    ),
+    "response_function_call_arguments_done": lambda: se.response_function_call_arguments_done(
+        "resp_1", "item_f", "call_7", "set_volume", ARGS
+    ),
     "rate_limits_updated": lambda: se.rate_limits_updated(
         [se.rate_limit("tokens", 40_000, 39_000, 1.5)]
     ),
 }
 """One call of every event builder, keyed by the builder's name."""
+
+FUNCTION_CALL_EVENTS: dict[str, Callable[[], dict[str, Any]]] = {
+    "output_item_added": lambda: se.response_output_item_added("resp_1", CALL_STARTED),
+    "item_added": lambda: se.conversation_item_added(CALL_STARTED, "item_u"),
+    "output_item_done": lambda: se.response_output_item_done("resp_1", CALL),
+    "item_done": lambda: se.conversation_item_done(CALL, "item_u"),
+    "response_done": lambda: se.response_done("resp_1", output=[CALL], usage=USAGE),
+    "output_added": lambda: se.conversation_item_added(CALL_OUTPUT, "item_f"),
+    "output_done": lambda: se.conversation_item_done(CALL_OUTPUT, "item_f"),
+}
+"""The item-carrying events of a tool call, with its function_call or output item."""
+
+OPENAI_SERVER_EVENT = pydantic.TypeAdapter(realtime.RealtimeServerEvent)
+"""openai-python's description of every GA server event, to check ours against."""
 
 EVENT_NAMES = {t.replace(".", "_"): t for t in ev.KNOWN_SERVER_EVENTS}
 
@@ -164,3 +190,56 @@ def test_to_beta_gives_the_name_the_parser_maps_back(beta, ga):
     parsed = ev.parse_server_event(old)
     assert (parsed.type, parsed.wire_type) == (ga, beta)
     assert se.to_beta(se.input_audio_buffer_cleared()) == se.input_audio_buffer_cleared()
+
+
+@pytest.mark.parametrize(
+    "name, build",
+    sorted({**BUILT, **{f"call:{k}": v for k, v in FUNCTION_CALL_EVENTS.items()}}.items()),
+)
+def test_builder_output_is_valid_for_openai_python(name, build):
+    event = se.stamp(build(), "event_42")
+    model = OPENAI_SERVER_EVENT.validate_python(event)
+    assert model.type == event["type"]
+    dumped = model.model_dump(exclude_unset=True)
+    for key, value in event.items():
+        if not isinstance(value, dict | list):
+            assert dumped[key] == value, key
+
+
+def test_function_call_items_are_read_as_function_calls():
+    for build in FUNCTION_CALL_EVENTS.values():
+        event = se.stamp(build(), "event_1")
+        assert ev.parse_server_event(event).problem == ""
+        model = OPENAI_SERVER_EVENT.validate_python(event)
+        items = model.response.output if model.type == "response.done" else [model.item]
+        assert len(items) == 1
+        expected = (
+            realtime.RealtimeConversationItemFunctionCall
+            if items[0].type == "function_call"
+            else realtime.RealtimeConversationItemFunctionCallOutput
+        )
+        assert isinstance(items[0], expected)
+        assert items[0].call_id == "call_7"
+    done = OPENAI_SERVER_EVENT.validate_python(
+        se.stamp(FUNCTION_CALL_EVENTS["response_done"](), "e")
+    )
+    assert done.response.output[0].arguments == ARGS
+    assert done.response.output[0].name == "set_volume"
+
+
+def test_function_call_argument_events_carry_the_call():
+    delta = ev.parse_server_event(BUILT["response_function_call_arguments_delta"]())
+    assert (delta.response_id, delta.item_id) == ("resp_1", "item_f")
+    assert (delta.data["call_id"], delta.data["delta"], delta.data["output_index"]) == (
+        "call_7",
+        '{"perc',
+        0,
+    )
+    done = ev.parse_server_event(BUILT["response_function_call_arguments_done"]())
+    assert (done.data["name"], done.data["arguments"], done.data["call_id"]) == (
+        "set_volume",
+        ARGS,
+        "call_7",
+    )
+    assert CALL_STARTED["arguments"] == "" and CALL_STARTED["status"] == "in_progress"
+    assert CALL_OUTPUT["output"] == '{"ok": true}'

@@ -185,6 +185,34 @@ def assistant_audio_item(item_id: str, status: str, transcript: str | None) -> d
     }
 
 
+def function_call_item(
+    item_id: str, call_id: str, name: str, arguments: str, status: str = "completed"
+) -> dict[str, Any]:
+    """A function call the model makes: the client runs tool `name` with `arguments` (JSON
+    text; empty while the call is being announced) and answers with `call_id`."""
+    return {
+        "id": item_id,
+        "object": "realtime.item",
+        "type": "function_call",
+        "status": status,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+    }
+
+
+def function_call_output_item(item_id: str, call_id: str, output: str) -> dict[str, Any]:
+    """The result of call `call_id` as the conversation holds it once the client sent it."""
+    return {
+        "id": item_id,
+        "object": "realtime.item",
+        "type": "function_call_output",
+        "status": "completed",
+        "call_id": call_id,
+        "output": output,
+    }
+
+
 def conversation_item_added(
     item: Mapping[str, Any], previous_item_id: str | None
 ) -> dict[str, Any]:
@@ -421,6 +449,46 @@ def response_output_audio_transcript_done(
         "type": "response.output_audio_transcript.done",
         **_content_ids(response_id, item_id, output_index, content_index),
         "transcript": transcript,
+    }
+
+
+def _call_ids(response_id: str, item_id: str, output_index: int, call_id: str) -> dict[str, Any]:
+    return {
+        "response_id": response_id,
+        "item_id": item_id,
+        "output_index": output_index,
+        "call_id": call_id,
+    }
+
+
+def response_function_call_arguments_delta(
+    response_id: str, item_id: str, call_id: str, delta: str, output_index: int = 0
+) -> dict[str, Any]:
+    """`response.function_call_arguments.delta`: the next piece of a call's JSON arguments."""
+    return {
+        "type": "response.function_call_arguments.delta",
+        **_call_ids(response_id, item_id, output_index, call_id),
+        "delta": delta,
+    }
+
+
+def response_function_call_arguments_done(
+    response_id: str,
+    item_id: str,
+    call_id: str,
+    name: str,
+    arguments: str,
+    output_index: int = 0,
+) -> dict[str, Any]:
+    """`response.function_call_arguments.done`: the whole arguments and the tool's name.
+
+    The service sends it also when the response is cancelled mid-call, with what it had.
+    """
+    return {
+        "type": "response.function_call_arguments.done",
+        **_call_ids(response_id, item_id, output_index, call_id),
+        "name": name,
+        "arguments": arguments,
     }
 
 
