@@ -91,8 +91,15 @@ def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """The `[run]` table of the config file ({} if the file does not exist)."""
+TOOL_KEYS = frozenset({"builtin_tools", "tools", "mcp"})
+"""Keys of `[run]` that are not settings: the tool box (`pivoicectl.realtime.tools`) reads
+`builtin_tools` and the `[[run.tools]]` tables from `read_run_table`; `[[run.mcp]]` is
+accepted and not used yet."""
+
+
+def read_run_table(path: Path) -> dict[str, Any]:
+    """The raw `[run]` table of the config file as TOML gave it ({} if the file does not
+    exist): what the tool box reads its keys from."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -112,8 +119,16 @@ def read_config_file(path: Path) -> dict[str, Any]:
     table = data.get("run", {})
     if not isinstance(table, dict):
         raise UserError(f"{path}: [run] must be a table", hint="see `pivoicectl run --help`")
+    return table
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings in the `[run]` table of the config file ({} if the file does not
+    exist), typed; the tool box's keys (`TOOL_KEYS`) are left out."""
     out: dict[str, Any] = {}
-    for key, value in table.items():
+    for key, value in read_run_table(path).items():
+        if key in TOOL_KEYS:
+            continue
         if key in REMOVED:
             raise UserError(
                 f"{path}: {key} in [run] was removed ({REMOVED_WHY})",
@@ -208,5 +223,6 @@ __all__ = [
     "load_run_settings",
     "merge_run_settings",
     "read_config_file",
+    "read_run_table",
     "value_at",
 ]
