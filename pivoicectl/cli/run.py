@@ -99,6 +99,18 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option(help="End sessions after SECONDS, like the service's 60 min.", min=1),
         ] = None,
+        call_tool: Annotated[
+            str | None,
+            typer.Option(
+                help="After each question, call this function tool (if the session declares "
+                "it) instead of answering; answer once its output is back.",
+                metavar="NAME",
+            ),
+        ] = None,
+        call_tool_args: Annotated[
+            str,
+            typer.Option(help="The arguments of --call-tool: a JSON object.", metavar="JSON"),
+        ] = "{}",
     ) -> None:
         """Run a local Realtime-compatible server whose model is a repeater.
 
@@ -110,4 +122,4 @@ def register(app: typer.Typer) -> None:
         """
         from pivoicectl.commands import run as cmd
 
-        cmd.local_server(host, port, session_limit)
+        cmd.local_server(host, port, session_limit, call_tool, call_tool_args)

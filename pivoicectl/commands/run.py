@@ -383,11 +383,26 @@ def _fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} ms"
 
 
-def local_server(host: str, port: int, session_limit_s: float | None = None) -> None:
-    """Serve the repeater Realtime server in the foreground until Ctrl+C."""
+def local_server(
+    host: str,
+    port: int,
+    session_limit_s: float | None = None,
+    call_tool: str | None = None,
+    call_tool_args: str = "{}",
+) -> None:
+    """Serve the repeater Realtime server in the foreground until Ctrl+C.
+
+    `call_tool`: after each question, call that function tool (when the session declares
+    it) with `call_tool_args`, a JSON object's text; a bad one is a UserError.
+    """
     from pivoicectl.standin import LocalServerSettings, serve_forever
 
-    kwargs: dict[str, Any] = {"host": host, "port": port}
+    kwargs: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "call_tool": call_tool,
+        "call_tool_args": call_tool_args,
+    }
     if session_limit_s is not None:
         kwargs["session_limit_s"] = session_limit_s
     settings = LocalServerSettings(**kwargs)
@@ -398,6 +413,11 @@ def local_server(host: str, port: int, session_limit_s: float | None = None) -> 
             f"key works)\ntry:  pivoicectl run --url {render.esc(server.base_url)}   "
             "(with OPENAI_API_KEY=anything)",
         )
+        if call_tool is not None:
+            render.out().print(
+                f"after each question it calls the tool {render.esc(call_tool)} when the "
+                "session declares it"
+            )
         sys.stdout.flush()  # scripts wait for this line on a pipe
 
     try:

@@ -75,7 +75,7 @@ class ServerLog:
     ) -> None:
         """Record one event with a detail summary (ids, status, sizes; no audio)."""
         detail: dict[str, Any] = {}
-        for key in ("item_id", "response_id", "audio_start_ms", "audio_end_ms"):
+        for key in ("item_id", "response_id", "call_id", "audio_start_ms", "audio_end_ms"):
             if key in event:
                 detail[key] = event[key]
         for key in ("audio", "delta"):

@@ -18,6 +18,8 @@ from pivoicectl.standin.settings import LocalServerSettings
 
 AUDIO_TOKENS_PER_S = 10
 """Made-up but plausible: audio tokens per second of audio, each way."""
+TOOL_OUTPUT_CHARS = 200
+"""How much of a tool's output the transcript of the answer after it repeats."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,30 @@ def answer(utterance: bytes, input_audio_samples: int, settings: LocalServerSett
         return Answer(utterance, f"(repeater) {seconds:.1f} s of audio", input_audio_samples)
     pcm = tone_pcm(settings.reply_tone_ms, settings.reply_tone_hz)
     return Answer(pcm, "(repeater) nothing to repeat: a tone", 0)
+
+
+def answer_after_tool(
+    name: str,
+    output: str,
+    utterance: bytes,
+    input_audio_samples: int,
+    settings: LocalServerSettings,
+) -> Answer:
+    """The answer once tool `name` returned `output`: the question's audio repeated, the
+    transcript first saying what the tool said, so a test sees the output came back."""
+    plain = answer(utterance, input_audio_samples, settings)
+    said = shorten(output, TOOL_OUTPUT_CHARS)
+    rest = plain.transcript.removeprefix("(repeater) ")
+    return Answer(
+        plain.pcm, f"(repeater) tool {name} said: {said}; then {rest}", plain.input_audio_samples
+    )
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` on one line (control characters and runs of blanks become one space), cut
+    to `limit` characters with an ellipsis."""
+    line = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "\u2026"
 
 
 def heard_transcript(user_audio_samples: int) -> str:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import errno
 import http
+import itertools
 import json
 import logging
 import threading
@@ -67,6 +68,7 @@ class LocalRealtimeServer:
         self._server: Server | None = None
         self._sessions: dict[int, Session] = {}
         self._next_connection_id = 1
+        self._call_numbers = itertools.count(1)
         self._stopped: asyncio.Event | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -162,6 +164,11 @@ class LocalRealtimeServer:
 
     # --- handshake and connections ------------------------------------------------------
 
+    def _new_call_id(self) -> str:
+        """`call_<n>`, numbered across the server's connections, so an output sent to a
+        later session for a call of an earlier one is for an unknown call there."""
+        return f"call_{next(self._call_numbers)}"
+
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         split = urlsplit(request.path)
         models = parse_qs(split.query).get("model")
@@ -223,7 +230,7 @@ class LocalRealtimeServer:
                 await ws.close(BETA_CLOSE_CODE, BETA_CLOSE_REASON)
             return
         model = (parse_qs(urlsplit(request.path).query).get("model") or [DEFAULT_MODEL])[0]
-        session = Session(ws, connection_id, model, self.settings, self.log)
+        session = Session(ws, connection_id, model, self.settings, self.log, self._new_call_id)
         self._sessions[connection_id] = session
         try:
             await session.run()

@@ -4,7 +4,8 @@ Everything the service decides about a conversation from the client's events liv
 here: the session configuration, the input audio timeline and its turns (by the
 server's VAD or by hand), the items a turn becomes, when a response starts or is
 interrupted, and whether a truncation is valid. Responses themselves stream in
-`responses`; what they say comes from `repeater`.
+`responses`; what they say comes from `repeater`; the function calls they make and the
+outputs a client sends back are kept in `calls`.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from pivoicectl.realtime.protocol.events import (
     samples_to_ms,
 )
 from pivoicectl.standin import repeater
+from pivoicectl.standin.calls import ToolCalls
 from pivoicectl.standin.log import ServerLog, TruncationRecord
-from pivoicectl.standin.responses import Item, Responder
+from pivoicectl.standin.responses import FunctionCall, Item, Responder
 from pivoicectl.standin.session_config import (
     check_session_update,
     deep_merge,
@@ -53,6 +55,7 @@ class Session:
         model: str,
         settings: LocalServerSettings,
         server_log: ServerLog,
+        new_call_id: Callable[[], str],
     ) -> None:
         self.settings = settings
         self.log = server_log
@@ -69,6 +72,7 @@ class Session:
         self.last_item_id: str | None = None
         self.pending: Item | None = None
         self.responder = Responder(self.send, settings)
+        self.calls = ToolCalls(settings.call_tool, settings.call_tool_args, new_call_id)
         self._configure_vad()
 
     # --- configuration --------------------------------------------------------------
@@ -184,6 +188,7 @@ class Session:
             "response.create": self.on_response_create,
             "response.cancel": self.on_response_cancel,
             "conversation.item.truncate": self.on_truncate,
+            "conversation.item.create": self.on_item_create,
         }
 
     async def on_session_update(self, event: dict[str, Any], event_id: str | None) -> None:
@@ -321,7 +326,6 @@ class Session:
         await self.send(se.input_audio_buffer_cleared())
 
     # --- responses ----------------------------------------------------------------------
-    # --- responses ----------------------------------------------------------------------
 
     async def on_response_create(self, event: dict[str, Any], event_id: str | None) -> None:
         active = self.responder.active
@@ -337,13 +341,32 @@ class Session:
         await self._start_response()
 
     async def _start_response(self) -> None:
+        """Answer the question waiting, else a tool's output waiting, else with a tone.
+
+        A question becomes a function call when the server is to call a tool the
+        session declares; the answer after its output repeats that question.
+        """
         pending = self.pending
+        self.pending = None
+        answer: repeater.Answer | FunctionCall
         if pending is not None and pending.reply_pcm:
-            answer = repeater.answer(pending.reply_pcm, pending.user_audio_samples, self.settings)
+            question, samples = pending.reply_pcm, pending.user_audio_samples
             pending.reply_pcm = b""  # answered audio is not needed again
+            tool = self.calls.tool_to_call(self.session)
+            if tool is not None:
+                answer = self.calls.make(tool, question, samples)
+            else:
+                answer = repeater.answer(question, samples, self.settings)
+        elif (result := self.calls.take_result()) is not None:
+            answer = repeater.answer_after_tool(
+                result.name,
+                result.output,
+                result.question_pcm,
+                result.input_audio_samples,
+                self.settings,
+            )
         else:
             answer = repeater.answer(b"", 0, self.settings)
-        self.pending = None
         item = Item(id=new_id("item"), role="assistant")
         previous = self.last_item_id
         self.items[item.id] = item
@@ -358,6 +381,64 @@ class Session:
                 None,
                 event_id,
             )
+
+    async def on_item_create(self, event: dict[str, Any], event_id: str | None) -> None:
+        """Take a tool's output for a call this session made; nothing else.
+
+        The stand-in has no use for other items (a model would read a text message; a
+        repeater cannot), so it refuses them rather than pretend. An output for a call
+        it did not make is the service's `invalid_request_error`; the session goes on.
+        """
+        item = event.get("item")
+        if not isinstance(item, dict):
+            await self.send_error(
+                "missing_required_parameter",
+                "Missing required parameter: 'item'.",
+                "item",
+                event_id,
+            )
+            return
+        if item.get("type") != "function_call_output":
+            await self.send_error(
+                "invalid_value",
+                "The local server only takes items of type 'function_call_output'.",
+                "item.type",
+                event_id,
+            )
+            return
+        call_id, output = item.get("call_id"), item.get("output")
+        for name, value in (("call_id", call_id), ("output", output)):
+            if not isinstance(value, str):
+                await self.send_error(
+                    "missing_required_parameter",
+                    f"Missing required parameter: 'item.{name}'.",
+                    f"item.{name}",
+                    event_id,
+                )
+                return
+        assert isinstance(call_id, str) and isinstance(output, str)
+        if not self.calls.knows(call_id):
+            await self.send_error(
+                "invalid_value",
+                f"No tool call found for function call output with call_id '{call_id}'.",
+                "item.call_id",
+                event_id,
+            )
+            return
+        item_id = item.get("id") if isinstance(item.get("id"), str) else new_id("item")
+        assert isinstance(item_id, str)
+        if item_id in self.items:
+            await self.send_error(
+                "invalid_value", f"Item with id '{item_id}' already exists.", "item.id", event_id
+            )
+            return
+        self.calls.record_output(call_id, output)
+        previous = self.last_item_id
+        self.items[item_id] = Item(id=item_id, role="tool")
+        self.last_item_id = item_id
+        wire_item = se.function_call_output_item(item_id, call_id, output)
+        await self.send(se.conversation_item_added(wire_item, previous))
+        await self.send(se.conversation_item_done(wire_item, previous))
 
     async def on_truncate(self, event: dict[str, Any], event_id: str | None) -> None:
         """Check and record a truncation as the service does.

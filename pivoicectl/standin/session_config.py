@@ -2,7 +2,8 @@
 
 Pure functions over the session dict, apart from the protocol plumbing, so the rules
 the service applies to `session.update` (GA `type: realtime` required, PCM at 24 kHz
-only, turn detection replaced whole) can be read and tested in one place.
+only, turn detection replaced whole, function tools named as the service requires) can
+be read and tested in one place.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from pivoicectl.realtime.protocol import server_events as se
 from pivoicectl.realtime.protocol.events import SAMPLE_RATE_HZ
+from pivoicectl.standin.settings import TOOL_NAME
 
 SEMANTIC_SILENCE_MS = {"low": 1200, "medium": 600, "auto": 600, "high": 300}
 """semantic_vad has no silence setting; its eagerness is approximated by one."""
@@ -83,6 +85,29 @@ def check_session_update(update: Any) -> UpdateRejection | None:
             "Invalid value for turn_detection.type; expected server_vad or semantic_vad.",
             "session.audio.input.turn_detection.type",
         )
+    return check_tools(update.get("tools", []))
+
+
+def check_tools(tools: Any) -> UpdateRejection | None:
+    """None if `tools` is a list of tools the service would take; function tools need a
+    name of 1 to 64 letters, digits, `_` or `-` (other tool types are not looked into)."""
+    if not isinstance(tools, list):
+        return UpdateRejection(
+            "invalid_type", "Invalid type for 'session.tools': expected an array.", "session.tools"
+        )
+    for index, tool in enumerate(tools):
+        param = f"session.tools[{index}]"
+        if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+            return UpdateRejection(
+                "invalid_type", f"Invalid type for '{param}': expected an object.", param
+            )
+        name = tool.get("name")
+        if tool["type"] == "function" and not (isinstance(name, str) and TOOL_NAME.fullmatch(name)):
+            return UpdateRejection(
+                "invalid_value",
+                f"Invalid '{param}.name': expected a string matching ^[a-zA-Z0-9_-]{{1,64}}$.",
+                f"{param}.name",
+            )
     return None
 
 

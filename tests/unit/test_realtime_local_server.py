@@ -9,13 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import numpy as np
+import pydantic
 import pytest
+from openai.types import realtime
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -530,3 +535,297 @@ def test_busy_port_is_a_user_error():
                     pass
 
         run(body())
+
+
+# --- function tools: the repeater calls one and answers with its output ---------------------
+
+OPENAI_SERVER_EVENT = pydantic.TypeAdapter(realtime.RealtimeServerEvent)
+CLOCK_TOOL = {
+    "type": "function",
+    "name": "get_local_time",
+    "description": "The local date, time and time zone.",
+    "parameters": {"type": "object", "properties": {}},
+}
+VOLUME_TOOL = {
+    "type": "function",
+    "name": "set_volume",
+    "description": "Set the speaker volume.",
+    "parameters": {"type": "object", "properties": {"percent": {"type": "integer"}}},
+}
+CALL_ARGS = '{"zone": "local", "format": "24h", "note": "more than one piece of JSON"}'
+
+
+async def start_session_with_tools(ws: ClientConnection, tools: list[dict[str, Any]]) -> None:
+    assert (await recv(ws)).type == "session.created"
+    update = ev.session_update(ev.SessionConfig())
+    update["session"]["tools"] = tools
+    await send(ws, update)
+    updated = await recv(ws)
+    assert updated.type == "session.updated"
+    assert updated.data["session"]["tools"] == tools
+
+
+def tool_output(call_id: str, output: str, event_id: str | None = None) -> dict[str, Any]:
+    item = {"type": "function_call_output", "call_id": call_id, "output": output}
+    return {"type": "conversation.item.create", "event_id": event_id, "item": item}
+
+
+def from_type(events: list[ev.ServerEvent], event_type: str) -> list[ev.ServerEvent]:
+    """`events` from the first one of `event_type` on."""
+    first = next(i for i, e in enumerate(events) if e.type == event_type)
+    return events[first:]
+
+
+def transcript_of(events: list[ev.ServerEvent]) -> str:
+    done = [e for e in events if e.type == "response.output_audio_transcript.done"]
+    assert len(done) == 1
+    return str(done[0].data["transcript"])
+
+
+def test_a_question_becomes_a_tool_call_and_its_output_the_answer():
+    async def body() -> None:
+        settings = LocalServerSettings(
+            output_speed=8.0, call_tool="get_local_time", call_tool_args=CALL_ARGS
+        )
+        async with LocalRealtimeServer(settings) as srv:
+            ws = await open_client(srv)
+            async with ws:
+                await start_session_with_tools(ws, [VOLUME_TOOL, CLOCK_TOOL])
+                said = silence(400) + tone(800) + silence(700)
+                await send_audio(ws, said)
+                events = from_type(
+                    await recv_until(ws, of_type("response.done")), "response.created"
+                )
+                n_deltas = sum(e.type == "response.function_call_arguments.delta" for e in events)
+                assert n_deltas > 1  # the arguments come in pieces
+                assert [e.type for e in events] == [
+                    "response.created",
+                    "response.output_item.added",
+                    "conversation.item.added",
+                    *["response.function_call_arguments.delta"] * n_deltas,
+                    "response.function_call_arguments.done",
+                    "response.output_item.done",
+                    "conversation.item.done",
+                    "response.done",
+                ]
+                for event in events:  # each as openai-python reads the GA event
+                    assert OPENAI_SERVER_EVENT.validate_python(event.data).type == event.type
+                response_id = events[0].response_id
+                added = events[1].data["item"]
+                assert added["type"] == "function_call"
+                assert added["status"] == "in_progress"
+                assert (added["name"], added["arguments"]) == ("get_local_time", "")
+                call_id = added["call_id"]
+                assert re.fullmatch(r"call_\d+", call_id)
+                deltas = [e for e in events if e.type == "response.function_call_arguments.delta"]
+                assert "".join(e.data["delta"] for e in deltas) == CALL_ARGS
+                args_done = events[-4]
+                assert args_done.data["arguments"] == CALL_ARGS
+                assert args_done.data["name"] == "get_local_time"
+                for event in [*deltas, args_done]:
+                    assert (event.response_id, event.item_id) == (response_id, added["id"])
+                    assert event.data["call_id"] == call_id
+                item_done = events[-3].data["item"]
+                assert item_done == {**added, "status": "completed", "arguments": CALL_ARGS}
+                done = events[-1]
+                assert done.response_id == response_id
+                assert done.response_status == "completed"
+                assert done.data["response"]["output"] == [item_done]
+                assert done.data["response"]["usage"]["output_token_details"]["audio_tokens"] == 0
+
+                output = '{"time": "10:42", "zone": "Europe/Paris"}'
+                await send(ws, tool_output(call_id, output, "evt_out"))
+                stored = [await recv(ws), await recv(ws)]
+                assert [e.type for e in stored] == [
+                    "conversation.item.added",
+                    "conversation.item.done",
+                ]
+                assert stored[0].data["previous_item_id"] == added["id"]
+                assert stored[1].data["item"]["call_id"] == call_id
+                assert stored[1].data["item"]["output"] == output
+                await send(ws, ev.response_create())
+                answer = await recv_until(ws, of_type("response.done"))
+                assert answer[-1].response_status == "completed"
+                transcript = transcript_of(answer)
+                assert transcript.startswith(f"(repeater) tool get_local_time said: {output}")
+                assert transcript.endswith("then 1.1 s of audio")  # and the usual repeat
+                spoken = audio_of(answer, answer[-1].response_id)
+                start = ev.ms_to_samples(400 - 300) * 2  # the question from its prefix padding
+                assert spoken == said[start : start + len(spoken)]
+                assert abs(len(spoken) / 2 / RATE - 1.1) < 0.05
+                assert "conversation.item.create" in srv.log.types("in")
+                assert set(srv.log.types("out")) <= ev.KNOWN_SERVER_EVENTS
+
+                # The output was answered: another response.create has nothing but a tone.
+                await send(ws, ev.response_create())
+                again = await recv_until(ws, of_type("response.done"))
+                assert transcript_of(again) == "(repeater) nothing to repeat: a tone"
+
+    run(body())
+
+
+def test_a_tool_the_session_does_not_declare_is_not_called():
+    async def body() -> None:
+        settings = LocalServerSettings(output_speed=8.0, call_tool="get_local_time")
+        async with LocalRealtimeServer(settings) as srv:
+            ws = await open_client(srv)
+            async with ws:
+                await start_session_with_tools(ws, [VOLUME_TOOL])
+                await send_audio(ws, silence(400) + tone(800) + silence(700))
+                events = await recv_until(ws, of_type("response.done"))
+                assert not [e for e in events if "function_call" in e.type]
+                assert events[-1].data["response"]["output"][0]["type"] == "message"
+                assert transcript_of(events) == "(repeater) 1.1 s of audio"
+                assert len(audio_of(events, events[-1].response_id)) > 0
+
+    run(body())
+
+
+def test_outputs_for_unknown_calls_and_other_items_are_refused_and_the_session_goes_on():
+    async def body() -> None:
+        settings = LocalServerSettings(output_speed=8.0, call_tool="get_local_time")
+        async with LocalRealtimeServer(settings) as srv:
+            first = await open_client(srv)
+            async with first:
+                await start_session_with_tools(first, [CLOCK_TOOL])
+                await send_audio(first, silence(400) + tone(500) + silence(700))
+                events = await recv_until(first, of_type("response.done"))
+                call_id = next(
+                    e for e in events if e.type == "response.function_call_arguments.done"
+                ).data["call_id"]
+            ws = await open_client(srv)  # a later session does not know that call
+            async with ws:
+                await start_session_with_tools(ws, [CLOCK_TOOL])
+                for wrong in (call_id, "call_999"):
+                    await send(ws, tool_output(wrong, "{}", "evt_x"))
+                    error = await recv(ws)
+                    assert error.type == "error"
+                    assert error.error["type"] == "invalid_request_error"
+                    assert error.error["param"] == "item.call_id"
+                    assert error.error["event_id"] == "evt_x"
+                    assert wrong in error.error_message
+                message = {"type": "message", "role": "user", "content": []}
+                await send(ws, {"type": "conversation.item.create", "item": message})
+                assert (await recv(ws)).error["param"] == "item.type"
+                await send(
+                    ws,
+                    {
+                        "type": "conversation.item.create",
+                        "item": {"type": "function_call_output", "call_id": "call_1"},
+                    },
+                )
+                assert (await recv(ws)).error["param"] == "item.output"
+                # Nothing was taken: the next question is a call again, and its output answers.
+                await send_audio(ws, silence(400) + tone(500) + silence(700))
+                events = await recv_until(ws, of_type("response.done"))
+                call = events[-1].data["response"]["output"][0]
+                assert call["type"] == "function_call"
+                assert call["call_id"] != call_id
+                assert call["arguments"] == "{}"
+                await send(ws, tool_output(call["call_id"], "line one\nline two " + "x" * 300))
+                await recv_until(ws, of_type("conversation.item.done"))
+                await send(ws, ev.response_create())
+                answer = await recv_until(ws, of_type("response.done"))
+                said = transcript_of(answer).removeprefix("(repeater) tool get_local_time said: ")
+                shown = said.split("; then ")[0]
+                assert shown.startswith("line one line two xxx")  # one line
+                assert len(shown) == 200
+                assert shown.endswith("\u2026")
+            assert [c.outcome for c in srv.log.connections] == ["accepted", "accepted"]
+
+    run(body())
+
+
+def test_cancel_during_the_answer_after_a_tool():
+    async def body() -> None:
+        settings = LocalServerSettings(call_tool="get_local_time")  # real-time pace
+        async with LocalRealtimeServer(settings) as srv:
+            ws = await open_client(srv)
+            async with ws:
+                await start_session_with_tools(ws, [CLOCK_TOOL])
+                await send_audio(ws, silence(400) + tone(1500) + silence(700))
+                events = await recv_until(ws, of_type("response.done"))
+                call_id = events[-1].data["response"]["output"][0]["call_id"]
+                await send(ws, tool_output(call_id, '"ok"'))
+                await send(ws, ev.response_create())
+                head = await recv_until(ws, of_type("response.output_audio.delta"))
+                response_id = head[-1].response_id
+                transcript_delta = await recv(ws)
+                assert transcript_delta.type == "response.output_audio_transcript.delta"
+                assert transcript_delta.data["delta"].startswith(
+                    '(repeater) tool get_local_time said: "ok"'
+                )
+                await send(ws, ev.response_cancel("evt_cancel"))
+                rest = await recv_until(ws, of_type("response.done"))
+                assert rest[-1].response_id == response_id
+                assert rest[-1].response_status == "cancelled"
+                assert rest[-1].response_status_reason == "client_cancelled"
+                played_ms = len(audio_of(head + rest, response_id)) / 2 / RATE * 1000
+                assert played_ms < 1800 / 2  # well short of the whole answer
+                await send(ws, ev.response_cancel("evt_late"))
+                assert (await recv(ws)).error_code == "response_cancel_not_active"
+
+    run(body())
+
+
+def test_tool_settings_and_declarations_are_checked():
+    with pytest.raises(UserError, match="not JSON"):
+        LocalServerSettings(call_tool="x", call_tool_args="{")
+    with pytest.raises(UserError, match="not JSON"):
+        LocalServerSettings(call_tool_args='{"a": NaN}')
+    with pytest.raises(UserError, match="JSON object, not list"):
+        LocalServerSettings(call_tool_args="[1]")
+    with pytest.raises(UserError, match="not a valid function name"):
+        LocalServerSettings(call_tool="set volume")
+    assert LocalServerSettings(call_tool="set_volume", call_tool_args=' {"percent": 3} ')
+
+    async def body() -> None:
+        async with LocalRealtimeServer() as srv:
+            ws = await open_client(srv)
+            async with ws:
+                assert (await recv(ws)).type == "session.created"
+                for tools, param in (
+                    ({"type": "function"}, "session.tools"),
+                    ([CLOCK_TOOL, "x"], "session.tools[1]"),
+                    ([{**CLOCK_TOOL, "name": "no spaces"}], "session.tools[0].name"),
+                    ([{**CLOCK_TOOL, "name": "n" * 65}], "session.tools[0].name"),
+                ):
+                    update = ev.session_update(ev.SessionConfig())
+                    update["session"]["tools"] = tools
+                    await send(ws, update)
+                    error = await recv(ws)
+                    assert error.error["param"] == param, tools
+                mcp = {"type": "mcp", "server_label": "home", "server_url": "https://x"}
+                update = ev.session_update(ev.SessionConfig())
+                update["session"]["tools"] = [mcp, CLOCK_TOOL]
+                await send(ws, update)
+                assert (await recv(ws)).type == "session.updated"
+
+    run(body())
+
+
+def test_local_server_command_refuses_bad_tool_arguments_in_one_line():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pivoicectl",
+            "local-server",
+            "--call-tool",
+            "set_volume",
+            "--call-tool-args",
+            "percent=30",
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "tool arguments are not JSON" in lines[0]
+    assert "Traceback" not in result.stderr
