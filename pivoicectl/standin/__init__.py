@@ -22,7 +22,12 @@ get wrong:
   answers `response_cancel_not_active`;
 * `conversation.item.truncate` is rejected, in the service's error shape, for unknown
   items, user items, items without audio and `audio_end_ms` beyond the audio sent;
-* the 60-minute session limit (configurable, so renewal can be tested in seconds).
+* the 60-minute session limit (configurable, so renewal can be tested in seconds);
+* function tools: told to call one (`LocalServerSettings.call_tool`) that the session
+  declares, it answers a question with a function call and no audio, then, once the
+  client sent the call's `function_call_output` and `response.create`, repeats the
+  question after saying what the tool returned; an output for an unknown call is an
+  `invalid_request_error` (`calls`).
 
 It records what it received and sent (`log.ServerLog`) and can drop connections on
 demand for reconnect tests. The names below are the package's public surface.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pivoicectl.standin.responses import FunctionCall
+from pivoicectl.standin.session_config import Rejection
 
 MAX_CALLS = 1000
 """Calls a connection remembers; an output for an older one is for an unknown call."""
@@ -32,6 +33,44 @@ def declared_function_names(session: Mapping[str, Any]) -> list[str]:
         and tool.get("type") == "function"
         and isinstance(tool.get("name"), str)
     ]
+
+
+@dataclass(frozen=True)
+class OutputItem:
+    """A `function_call_output` item a client sent: which call, what the tool said."""
+
+    call_id: str
+    output: str
+    item_id: str | None
+
+
+def read_output_item(item: Any) -> OutputItem | Rejection:
+    """The `item` of a `conversation.item.create` as a tool's output, or why it is refused.
+
+    The stand-in has no use for other items (a model would read a text message; a
+    repeater cannot), so it refuses them rather than pretend.
+    """
+    if not isinstance(item, dict):
+        return Rejection(
+            "missing_required_parameter", "Missing required parameter: 'item'.", "item"
+        )
+    if item.get("type") != "function_call_output":
+        return Rejection(
+            "invalid_value",
+            "The local server only takes items of type 'function_call_output'.",
+            "item.type",
+        )
+    call_id, output = item.get("call_id"), item.get("output")
+    for name, value in (("call_id", call_id), ("output", output)):
+        if not isinstance(value, str):
+            return Rejection(
+                "missing_required_parameter",
+                f"Missing required parameter: 'item.{name}'.",
+                f"item.{name}",
+            )
+    assert isinstance(call_id, str) and isinstance(output, str)
+    item_id = item.get("id")
+    return OutputItem(call_id, output, item_id if isinstance(item_id, str) else None)
 
 
 @dataclass

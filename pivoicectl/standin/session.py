@@ -29,10 +29,11 @@ from pivoicectl.realtime.protocol.events import (
     samples_to_ms,
 )
 from pivoicectl.standin import repeater
-from pivoicectl.standin.calls import ToolCalls
+from pivoicectl.standin.calls import ToolCalls, read_output_item
 from pivoicectl.standin.log import ServerLog, TruncationRecord
 from pivoicectl.standin.responses import FunctionCall, Item, Responder
 from pivoicectl.standin.session_config import (
+    Rejection,
     check_session_update,
     deep_merge,
     default_session,
@@ -383,60 +384,31 @@ class Session:
             )
 
     async def on_item_create(self, event: dict[str, Any], event_id: str | None) -> None:
-        """Take a tool's output for a call this session made; nothing else.
-
-        The stand-in has no use for other items (a model would read a text message; a
-        repeater cannot), so it refuses them rather than pretend. An output for a call
-        it did not make is the service's `invalid_request_error`; the session goes on.
-        """
-        item = event.get("item")
-        if not isinstance(item, dict):
-            await self.send_error(
-                "missing_required_parameter",
-                "Missing required parameter: 'item'.",
-                "item",
-                event_id,
-            )
+        """Take a tool's output for a call this session made; refuse anything else (an
+        output for a call it did not make is the service's `invalid_request_error`)."""
+        item = read_output_item(event.get("item"))
+        if isinstance(item, Rejection):
+            await self.send_error(item.code, item.message, item.param, event_id)
             return
-        if item.get("type") != "function_call_output":
+        if not self.calls.knows(item.call_id):
             await self.send_error(
                 "invalid_value",
-                "The local server only takes items of type 'function_call_output'.",
-                "item.type",
-                event_id,
-            )
-            return
-        call_id, output = item.get("call_id"), item.get("output")
-        for name, value in (("call_id", call_id), ("output", output)):
-            if not isinstance(value, str):
-                await self.send_error(
-                    "missing_required_parameter",
-                    f"Missing required parameter: 'item.{name}'.",
-                    f"item.{name}",
-                    event_id,
-                )
-                return
-        assert isinstance(call_id, str) and isinstance(output, str)
-        if not self.calls.knows(call_id):
-            await self.send_error(
-                "invalid_value",
-                f"No tool call found for function call output with call_id '{call_id}'.",
+                f"No tool call found for function call output with call_id '{item.call_id}'.",
                 "item.call_id",
                 event_id,
             )
             return
-        item_id = item.get("id") if isinstance(item.get("id"), str) else new_id("item")
-        assert isinstance(item_id, str)
+        item_id = item.item_id or new_id("item")
         if item_id in self.items:
             await self.send_error(
                 "invalid_value", f"Item with id '{item_id}' already exists.", "item.id", event_id
             )
             return
-        self.calls.record_output(call_id, output)
+        self.calls.record_output(item.call_id, item.output)
         previous = self.last_item_id
         self.items[item_id] = Item(id=item_id, role="tool")
         self.last_item_id = item_id
-        wire_item = se.function_call_output_item(item_id, call_id, output)
+        wire_item = se.function_call_output_item(item_id, item.call_id, item.output)
         await self.send(se.conversation_item_added(wire_item, previous))
         await self.send(se.conversation_item_done(wire_item, previous))
 

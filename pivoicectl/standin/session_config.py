@@ -44,22 +44,23 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class UpdateRejection:
-    """Why a `session.update` is refused, as the fields of the service's error event."""
+class Rejection:
+    """Why a client event (a `session.update`, an item) is refused, as the fields of the
+    service's error event."""
 
     code: str
     message: str
     param: str
 
 
-def check_session_update(update: Any) -> UpdateRejection | None:
+def check_session_update(update: Any) -> Rejection | None:
     """None if `update` (the event's `session`) may be applied, else why not."""
     if not isinstance(update, dict):
-        return UpdateRejection(
+        return Rejection(
             "missing_required_parameter", "Missing required parameter: 'session'.", "session"
         )
     if update.get("type") != "realtime":
-        return UpdateRejection(
+        return Rejection(
             "missing_required_parameter",
             "Missing required parameter: 'session.type'.",
             "session.type",
@@ -71,7 +72,7 @@ def check_session_update(update: Any) -> UpdateRejection | None:
             fmt.get("type", "audio/pcm") != "audio/pcm"
             or fmt.get("rate", SAMPLE_RATE_HZ) != SAMPLE_RATE_HZ
         ):
-            return UpdateRejection(
+            return Rejection(
                 "invalid_value",
                 f"The local server only speaks audio/pcm at {SAMPLE_RATE_HZ} Hz.",
                 f"session.audio.{direction}.format",
@@ -80,7 +81,7 @@ def check_session_update(update: Any) -> UpdateRejection | None:
     if td not in ("absent", None) and (
         not isinstance(td, dict) or td.get("type") not in ("server_vad", "semantic_vad")
     ):
-        return UpdateRejection(
+        return Rejection(
             "invalid_value",
             "Invalid value for turn_detection.type; expected server_vad or semantic_vad.",
             "session.audio.input.turn_detection.type",
@@ -88,22 +89,22 @@ def check_session_update(update: Any) -> UpdateRejection | None:
     return check_tools(update.get("tools", []))
 
 
-def check_tools(tools: Any) -> UpdateRejection | None:
+def check_tools(tools: Any) -> Rejection | None:
     """None if `tools` is a list of tools the service would take; function tools need a
     name of 1 to 64 letters, digits, `_` or `-` (other tool types are not looked into)."""
     if not isinstance(tools, list):
-        return UpdateRejection(
+        return Rejection(
             "invalid_type", "Invalid type for 'session.tools': expected an array.", "session.tools"
         )
     for index, tool in enumerate(tools):
         param = f"session.tools[{index}]"
         if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
-            return UpdateRejection(
+            return Rejection(
                 "invalid_type", f"Invalid type for '{param}': expected an object.", param
             )
         name = tool.get("name")
         if tool["type"] == "function" and not (isinstance(name, str) and TOOL_NAME.fullmatch(name)):
-            return UpdateRejection(
+            return Rejection(
                 "invalid_value",
                 f"Invalid '{param}.name': expected a string matching ^[a-zA-Z0-9_-]{{1,64}}$.",
                 f"{param}.name",

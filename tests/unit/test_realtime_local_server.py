@@ -28,6 +28,7 @@ from pivoicectl.errors import UserError
 from pivoicectl.realtime.protocol import events as ev
 from pivoicectl.realtime.session.playback import PlaybackQueue, TruncationMargins
 from pivoicectl.standin import LocalRealtimeServer, LocalServerSettings, LocalServerThread
+from pivoicectl.standin.calls import MAX_CALLS, ToolCalls
 from pivoicectl.standin.server import BETA_CLOSE_CODE
 from pivoicectl.standin.vad import EnergyVad
 
@@ -829,3 +830,33 @@ def test_local_server_command_refuses_bad_tool_arguments_in_one_line():
     assert len(lines) == 1
     assert "tool arguments are not JSON" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_tool_calls_keep_only_the_newest_question_and_answer_the_latest_output():
+    numbers = iter(range(1, 10_000))
+    calls = ToolCalls("get_local_time", "{}", lambda: f"call_{next(numbers)}")
+    assert calls.tool_to_call({"tools": [VOLUME_TOOL]}) is None
+    assert calls.tool_to_call({"tools": [{"type": "mcp", "name": "get_local_time"}]}) is None
+    assert calls.tool_to_call({"tools": [VOLUME_TOOL, CLOCK_TOOL]}) == "get_local_time"
+    first = calls.make("get_local_time", b"\x01\x00" * 10, 10)
+    second = calls.make("get_local_time", b"\x02\x00" * 20, 20)
+    assert (first.call_id, second.call_id) == ("call_1", "call_2")
+    assert calls.take_result() is None  # no output yet
+    calls.record_output("call_1", "one")
+    calls.record_output("call_2", "two")
+    result = calls.take_result()
+    assert result is not None
+    assert (result.output, result.question_pcm, result.input_audio_samples) == (
+        "two",
+        b"\x02\x00" * 20,
+        20,
+    )
+    assert calls.take_result() is None  # one answer spoke for both outputs
+    calls.record_output("call_1", "again")  # still a known call
+    late = calls.take_result()
+    assert late is not None
+    assert (late.output, late.question_pcm) == ("again", b"")  # its question was let go
+    for _ in range(MAX_CALLS):
+        calls.make("get_local_time", b"", 0)
+    assert not calls.knows("call_1")
+    assert calls.knows(f"call_{MAX_CALLS + 2}")
