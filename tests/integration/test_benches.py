@@ -59,6 +59,11 @@ def _setup_race(out: str) -> None:
     assert "undo succeeded 1 of 1" in out
 
 
+def _tools(out: str) -> None:
+    assert 0 < _figure(out, r"tool box: +median ([\d.]+) ms") < 100
+    assert "goal: median <= 20 ms" in out
+
+
 def _vad(out: str) -> None:
     assert _figure(out, r"speed-up on bytes: ([\d.]+)x") > 1
     assert 0 < _figure(out, r"barge-in detector, energy \(idle\):\s+([\d.]+) us") < 1000
@@ -81,6 +86,7 @@ SMOKE: dict[str, Smoke] = {
     "bench_playback.py": Smoke(("--rounds", "2"), _playback, 60),
     "bench_run.py": Smoke(("--rounds", "1", "--idle-s", "2"), _run, 100),
     "bench_setup_race.py": Smoke(("--rounds", "1"), _setup_race, 60),
+    "bench_tools.py": Smoke(("--quick",), _tools, 30),
     "bench_vad.py": Smoke((), _vad, 30),
 }
 
