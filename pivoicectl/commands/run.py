@@ -30,8 +30,10 @@ from pivoicectl.system import journal
 from pivoicectl.system.sd_notify import Notifier
 
 if TYPE_CHECKING:
+    from pivoicectl.realtime.session.reconnect import RenewalPolicy
     from pivoicectl.realtime.session.uplink import UplinkSettings
     from pivoicectl.realtime.settings import AudioSettings
+    from pivoicectl.realtime.tools import Toolbox
 
 LOCAL_API_KEY = "local-no-key-needed"
 """The bearer token sent to the embedded server (it accepts any)."""
@@ -40,6 +42,11 @@ BENCH_UPLINK_VAR = "PIVOICECTL_BENCH_UPLINK_MS"
 """For `bench/bench_run.py` alone: "QUIET,SPEECH,IDLE,TALK" batch lengths in ms to
 measure instead of the fixed `RUN_UPLINK`. Not a setting (no flag, no config key, not
 in the docs): the batching is not a user's knob; a malformed value is the bench's bug."""
+
+BENCH_RENEWAL_VAR = "PIVOICECTL_BENCH_RENEWAL_S"
+"""For `bench/bench_soak.py` alone: "RENEW_AFTER,LIMIT" seconds for the session renewal
+instead of the service's 60-minute limit, so a soak of minutes renews its session (the
+stand-in is then given the same limit). Not a setting, like `BENCH_UPLINK_VAR`."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,10 @@ class RunSummary:
     turns: list[dict[str, Any]] = field(default_factory=list)
     turns_not_shown: int = 0
     invalid_events: int = 0
+    tool_calls: int = 0
+    tool_calls_failed: int = 0
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    """The last calls (name, arguments, ok, duration, error); all are in the trace."""
     """Frames from the service dropped as unusable (not JSON, nested too deep, ...)."""
     usage: dict[str, Any] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -158,6 +169,17 @@ def uplink_settings(environ: Mapping[str, str]) -> UplinkSettings:
     )
 
 
+def renewal_policy(environ: Mapping[str, str]) -> RenewalPolicy:
+    """When `run` renews its session: before the service's limit, unless the bench asks."""
+    from pivoicectl.realtime.session.reconnect import RenewalPolicy
+
+    raw = environ.get(BENCH_RENEWAL_VAR, "")
+    if not raw:
+        return RenewalPolicy()
+    renew_after_s, limit_s = (float(part) for part in raw.split(","))
+    return RenewalPolicy(renew_after_s=renew_after_s, session_limit_s=limit_s)
+
+
 def wait_for_audio_at_start(audio: AudioSettings, ui: ConsoleUi, notifier: Notifier) -> None:
     """Before opening the mic, wait (bounded by `--audio-timeout`) for the audio server,
     the devices asked for and, after `setup`, source_ec: at boot the assistant can start
@@ -177,6 +199,17 @@ def wait_for_audio_at_start(audio: AudioSettings, ui: ConsoleUi, notifier: Notif
 
     needs = needs_for(audio.input_device, audio.output_device)
     wait_for_audio(needs, audio.timeout_s, waiting, sleep=sleep)
+
+
+def load_tools() -> Toolbox:
+    """The tools of `[run]` in config.toml: the built-ins it enables and its command
+    tools (bad tables are a one-line error naming the file and the field)."""
+    from pivoicectl.realtime.settings.loader import read_run_table
+    from pivoicectl.realtime.tools import load_toolbox
+    from pivoicectl.system import paths
+
+    path = paths.user_config_file()
+    return load_toolbox(read_run_table(path), os.environ, str(path))
 
 
 def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
@@ -199,11 +232,16 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         load_gpio()  # the library is missing, or this is no Pi
     if settings.barge_in.mode == "local":
         settings.barge_in.check_engine()  # the silero extra is missing
+    toolbox = load_tools()  # a bad [[run.tools]] table stops here, before anything starts
     server = None
     if service.local:
-        from pivoicectl.standin import LocalServerThread
+        from pivoicectl.standin import LocalServerSettings, LocalServerThread
 
-        server = LocalServerThread()
+        server = LocalServerThread(
+            LocalServerSettings(
+                call_tool=service.local_call_tool, call_tool_args=service.local_call_tool_args
+            )
+        )
         server.start()
         base_url, api_key = server.base_url, LOCAL_API_KEY
     else:
@@ -215,7 +253,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
                 "$XDG_CONFIG_HOME/pivoicectl/config.toml; or --token-url; or try --local",
             )
     url = ev.realtime_url(service.model, base_url)
-    config = settings.session_config()
+    config = dataclasses.replace(settings.session_config(), tools=tuple(toolbox.declarations()))
     ui = ConsoleUi(to_stderr=json_out)
     sink = None
     if settings.trace.url:
@@ -244,6 +282,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         token_url=None if service.local else service.token_url,
         token_body={"model": service.model, "voice": service.voice},
         uplink=uplink_settings(os.environ),
+        renewal=renewal_policy(os.environ),
         mic_block_ms=settings.audio.input_block_ms,
     )
     trace.write(
@@ -279,6 +318,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
             mic_path=mic_path,
             button=button,
             supervisor=supervisor,
+            toolbox=toolbox,
         )
         for sig, name in ((signal.SIGINT, "Ctrl+C"), (signal.SIGTERM, "SIGTERM")):
             loop.add_signal_handler(sig, client.stop, name)
@@ -289,6 +329,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
                 loop.remove_signal_handler(sig)
             if supervisor is not None:
                 supervisor.stopping(client.stop_reason)
+            await toolbox.aclose()
 
     started = time.monotonic()
     settle_heap()
@@ -319,6 +360,9 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         turns=summary_data.turns,
         turns_not_shown=summary_data.turns_not_shown,
         invalid_events=summary_data.invalid_events,
+        tool_calls=conversation.tools.total,
+        tool_calls_failed=conversation.tools.failed,
+        tools=list(conversation.tools.log),
         usage=summary_data.usage,
         errors=summary_data.errors,
         trace=trace_file,
@@ -366,6 +410,10 @@ def render_summary(summary: RunSummary, json_out: bool) -> None:
         c.print(table)
     if summary.turns_not_shown:
         c.print(f"({summary.turns_not_shown} earlier turn(s) are in the trace only)")
+    if summary.tool_calls:
+        failed = f", {summary.tool_calls_failed} failed" if summary.tool_calls_failed else ""
+        names = ", ".join(dict.fromkeys(c["name"] for c in summary.tools))
+        c.print(render.plain(f"tools: {summary.tool_calls} call(s){failed} ({names})"))
     if summary.invalid_events:
         c.print(f"({summary.invalid_events} unusable frame(s) from the service were dropped)")
     c.print(

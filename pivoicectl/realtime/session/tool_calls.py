@@ -60,6 +60,7 @@ class ToolCalls:
     """The user started talking while `running` ran."""
     log: list[dict[str, Any]] = field(default_factory=list)
     total: int = 0
+    failed: int = 0
 
     def item_done(self, response_id: str | None, item: dict[str, Any]) -> None:
         """Keep a finished `function_call` output item (other items are not ours)."""
@@ -107,6 +108,7 @@ class ToolCalls:
             }
             records.append({"type": "tool_call", **entry, "output": result.output[:500]})
             self.total += 1
+            self.failed += not result.ok
             self.log.append(entry)
         del self.log[:-KEPT_CALLS]
         if connection != run.connection or not ready:
