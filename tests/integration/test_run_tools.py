@@ -22,19 +22,28 @@ def _config(room, text: str) -> None:
     path.write_text(text)
 
 
-def _ask(room, run: RunProcess, wav: Path) -> None:
+def _ask_with_tool(room, tmp_path: Path, tool: str, arguments: str) -> tuple[dict, list[dict]]:
+    """One question to `run --local` whose stand-in calls `tool`: (summary, trace)."""
+    run_cli("setup", env=room.env, check=True)
+    trace = tmp_path / "trace.jsonl"
+    run = RunProcess(
+        room.env, trace, "--local", "--no-chime", "--max-turns", "2", "--duration", "60",
+        "--local-call-tool", tool, "--local-call-tool-args", arguments,
+    )  # fmt: skip
     run.wait_for(lambda r: r["type"] == "session", 15, "session.created")
+    wav = voiced_wav(tmp_path / "q.wav", 1.5)
     subprocess.run(["paplay", "-d", "sim_air", str(wav)], env=room.env, check=True)
+    return run.finish(timeout_s=60), read_trace(trace)
 
 
 def test_a_command_tool_is_run_and_the_answer_says_what_it_said(room, tmp_path):
-    run_cli("setup", env=room.env, check=True)
     marker = tmp_path / "args.json"
     script = tmp_path / "lights"
     script.write_text(
         f"#!{sys.executable}\n"
         "import json, os, sys\n"
-        f"open({str(marker)!r}, 'w').write(sys.stdin.read() + '|' + os.environ['PIVOICECTL_TOOL_ARGS'])\n"
+        "args = sys.stdin.read() + '|' + os.environ['PIVOICECTL_TOOL_ARGS']\n"
+        f"open({str(marker)!r}, 'w').write(args)\n"
         "print(json.dumps({'lights': 'on'}))\n"
     )
     script.chmod(0o755)
@@ -47,25 +56,8 @@ def test_a_command_tool_is_run_and_the_answer_says_what_it_said(room, tmp_path):
         'parameters = { type = "object", properties = { state = { type = "string", '
         'enum = ["on", "off"] } }, required = ["state"] }\n',
     )
-    trace = tmp_path / "trace.jsonl"
-    run = RunProcess(
-        room.env,
-        trace,
-        "--local",
-        "--no-chime",
-        "--max-turns",
-        "2",
-        "--duration",
-        "60",
-        "--local-call-tool",
-        "garden_lights",
-        "--local-call-tool-args",
-        '{"state": "on"}',
-    )
-    _ask(room, run, voiced_wav(tmp_path / "q.wav", 1.5))
-    summary = run.finish(timeout_s=60)
+    summary, records = _ask_with_tool(room, tmp_path, "garden_lights", '{"state": "on"}')
     assert marker.read_text() == '{"state": "on"}|{"state": "on"}'
-    records = read_trace(trace)
     (call,) = [r for r in records if r["type"] == "tool_call"]
     assert call["name"] == "garden_lights" and call["ok"] is True
     assert json.loads(call["output"]) == {"lights": "on"}
@@ -80,25 +72,8 @@ def test_a_command_tool_is_run_and_the_answer_says_what_it_said(room, tmp_path):
 
 
 def test_set_volume_really_changes_the_speaker_volume(room, tmp_path):
-    run_cli("setup", env=room.env, check=True)
-    trace = tmp_path / "trace.jsonl"
-    run = RunProcess(
-        room.env,
-        trace,
-        "--local",
-        "--no-chime",
-        "--max-turns",
-        "2",
-        "--duration",
-        "60",
-        "--local-call-tool",
-        "set_volume",
-        "--local-call-tool-args",
-        '{"percent": 30}',
-    )
-    _ask(room, run, voiced_wav(tmp_path / "q.wav", 1.5))
-    run.finish(timeout_s=60)
-    (call,) = [r for r in read_trace(trace) if r["type"] == "tool_call"]
+    _summary, records = _ask_with_tool(room, tmp_path, "set_volume", '{"percent": 30}')
+    (call,) = [r for r in records if r["type"] == "tool_call"]
     assert call["ok"] is True, call
     _name, volume = _default_sink_volume(room.env["PULSE_SERVER"])
     assert volume == pytest.approx(0.30, abs=0.01)
