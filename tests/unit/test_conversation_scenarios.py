@@ -547,3 +547,22 @@ def test_renewal_does_not_drop_a_push_to_talk_question_awaiting_its_answer():
     assert not due(rig, renewal)
     rig.at(321.0 + rig.conv.ANSWER_WAIT_S)
     assert due(rig, renewal)
+
+
+def test_a_local_barge_in_between_sessions_stops_the_old_answers_audio():
+    """The audio server lost during a reconnect: what still plays of the old answer
+    stops, though there is no session to truncate or cancel in."""
+    playback = PlaybackQueue()
+    conv = Conversation(ev.SessionConfig(), playback)
+    conv.connected(0.0)
+    conv.handle(ev.parse_server_event(se.session_created({"id": "sess_1"})), 0.0)
+    created = {"type": "response.created", "response": {"id": "r1"}}
+    conv.handle(ev.parse_server_event(created), 1.0)
+    conv.handle(ev.parse_server_event(se.response_output_audio_delta("r1", "it", pcm(200))), 1.1)
+    conv.disconnected(1.2, "lost")
+    assert playback.queued_samples == ev.ms_to_samples(200) and not conv.ready
+    actions = conv.local_interrupt(1.3, source="audio_lost")
+    assert playback.queued_samples == 0
+    assert not [a for a in actions if isinstance(a, Send)]
+    assert Show("status", "(interrupted)") in actions
+    assert conv.local_interrupt(1.4) == []  # nothing left to stop

@@ -254,9 +254,15 @@ class Conversation:
     def local_interrupt(self, now_s: float, source: str = "local_vad") -> list[Action]:
         """The device decided the person talks over the assistant (local barge-in,
         echo guard, push-to-talk): stop playback, truncate and cancel ourselves, since
-        the service has not (yet) seen the speech."""
+        the service has not (yet) seen the speech. Between sessions (a reconnect) there
+        is nothing to truncate or cancel, but what is still playing of the old answer
+        stops all the same."""
         if not self.ready:
-            return []
+            if self.playback.queued_samples == 0:
+                return []
+            self.playback.interrupt()
+            record = {"type": "local_barge_in", "source": source, "at_s": now_s}
+            return [Record({**record, "session": "none"}), Show("status", "(interrupted)")]
         self.tools.user_spoke()
         actions = self._interrupt(now_s, cancel=True, source=source)
         if actions:
