@@ -566,3 +566,25 @@ def test_a_local_barge_in_between_sessions_stops_the_old_answers_audio():
     assert not [a for a in actions if isinstance(a, Send)]
     assert Show("status", "(interrupted)") in actions
     assert conv.local_interrupt(1.4) == []  # nothing left to stop
+
+
+def test_an_answer_cut_by_a_lost_connection_shows_what_had_arrived_and_forgets_it():
+    conv = Conversation(ev.SessionConfig(), PlaybackQueue())
+    conv.connected(0.0)
+    conv.handle(ev.parse_server_event(se.session_created({"id": "sess_1"})), 0.0)
+    created = {"type": "response.created", "response": {"id": "r1"}}
+    conv.handle(ev.parse_server_event(created), 1.0)
+    part = {
+        "type": "response.output_audio_transcript.delta",
+        "response_id": "r1",
+        "item_id": "it",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": "The time is",
+    }
+    conv.handle(ev.parse_server_event(part), 1.1)
+    actions = conv.disconnected(1.2, "lost")
+    assert Show("assistant", "The time is …(interrupted)") in actions
+    late = {"type": "response.done", "response": {"id": "r1", "status": "cancelled"}}
+    again = conv.handle(ev.parse_server_event(late), 1.3)
+    assert not [a for a in again if isinstance(a, Show) and a.kind == "assistant"]

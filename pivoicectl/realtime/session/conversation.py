@@ -214,7 +214,12 @@ class Conversation:
             turn.status = "disconnected"
             turn.done_s = now_s
             self.playback.mark_response_done(turn.response_id)
+            if turn.response_id not in self._transcripts_shown:  # what had arrived of it
+                self._transcripts_shown.add(turn.response_id)
+                partial = self._transcripts.pop(turn.response_id, "")
+                actions += self._assistant_text(turn.response_id, partial, interrupted=True)
         self._active.clear()
+        self._transcripts.clear()  # answers of the lost session never finish
         actions += self._complete_turns(now_s)
         return actions
 
