@@ -32,6 +32,13 @@ def _aec_options(out: str) -> None:
     assert -20 < _figure(out, r"retention\s+(-?[\d.]+) dB") < 10
 
 
+def _busy(out: str) -> None:
+    assert _figure(out, r"\[busy-rt\] self-interruptions: (\d+) of \d+ answers") >= 0
+    assert _figure(out, r"of (\d+) answers") >= 2
+    assert "[busy-rt] daemons: pipewire data-loop.0 FIFO 88" in out
+    assert -150 < _figure(out, r"\[busy-rt\] residual echo, answers .*?: median (-?[\d.]+)") < 0
+
+
 def _guard(out: str) -> None:
     assert _figure(out, r"barge-in local .*?: median (-?[\d.]+) ms") < 1000
     assert _figure(out, r"echo guard gate: (\d+) false interrupt\(s\) over 1 answer") >= 0
@@ -59,6 +66,16 @@ def _setup_race(out: str) -> None:
     assert "undo succeeded 1 of 1" in out
 
 
+def _soak(out: str) -> None:
+    assert "turns answered 6 of 6" in out
+    assert _figure(out, r"run RSS: .*? growth ([+-][\d.]+) MB") < 5
+    assert _figure(out, r"run open descriptors: .*? growth ([+-]\d+)") <= 0
+    assert _figure(out, r"renewals (\d+)") >= 1
+    assert _figure(out, r"dropped connections (\d+)") == 2
+    assert _figure(out, r"audio-server restarts (\d+)") == 1
+    assert "soak: every goal met" in out
+
+
 def _tools(out: str) -> None:
     assert 0 < _figure(out, r"tool box: +median ([\d.]+) ms") < 100
     assert "goal: median <= 20 ms" in out
@@ -79,13 +96,18 @@ class Smoke:
     """About three times what the run takes on the 2-core development machine."""
 
 
+SOAK_QUICK = "--turns 6 --drop-every 3 --restart-every 4 --barge-every 2 --renew-after 10"
+"""A drop mid-answer twice, an audio restart, barge-ins and renewals, in about 40 s."""
+
 SMOKE: dict[str, Smoke] = {
     "bench_aec_options.py": Smoke(("--only", "shipped", "--duration", "4"), _aec_options, 60),
+    "bench_busy.py": Smoke(("--quick",), _busy, 100),
     "bench_guard.py": Smoke(("--quick",), _guard, 100),
     "bench_help.py": Smoke(("--runs", "2"), _help, 30),
     "bench_playback.py": Smoke(("--rounds", "2"), _playback, 60),
     "bench_run.py": Smoke(("--rounds", "1", "--idle-s", "2"), _run, 100),
     "bench_setup_race.py": Smoke(("--rounds", "1"), _setup_race, 60),
+    "bench_soak.py": Smoke(tuple(SOAK_QUICK.split()), _soak, 140),
     "bench_tools.py": Smoke(("--quick",), _tools, 30),
     "bench_vad.py": Smoke((), _vad, 30),
 }
