@@ -17,6 +17,7 @@ from typing import Any
 from pivoicectl import render as output
 from pivoicectl.core.doctor_rules import FAIL, PASS, SAFE_FIXES, SKIP, WARN, Check, Facts, evaluate
 from pivoicectl.core.echo_config import EC_CAPTURE_STREAM, SINK_NAME, SOURCE_NAME
+from pivoicectl.core.realtime_rule import PW_LIMITS_FILE, DaemonScheduling
 from pivoicectl.errors import UserError
 from pivoicectl.system import last_measure, paths, restart, session_manager, wireplumber_state
 from pivoicectl.system.audio_server import AudioServer
@@ -108,6 +109,40 @@ def _service_facts(f: Facts) -> None:
     f.service_status = props["StatusText"]
 
 
+RTKIT_FILES = (
+    "/usr/share/dbus-1/system-services/org.freedesktop.RealtimeKit1.service",
+    "/usr/libexec/rtkit-daemon",
+)
+"""Either one means rtkit is installed (Debian: the D-Bus activation file and the daemon)."""
+
+
+def _scheduling_facts(f: Facts) -> None:
+    """The running audio daemons' realtime threads, and what could grant them."""
+    import grp
+
+    from pivoicectl.system import scheduling
+
+    runtime = paths.runtime_dir()
+    pulse = paths.pulse_socket()
+    runtime_dir = str(runtime) if runtime else None
+    daemons = []
+    for name, sock in (("pipewire", f.pipewire_socket), ("pipewire-pulse", pulse)):
+        sock_path = str(sock) if sock else None
+        for pid in scheduling.daemon_pids(name, sock_path, runtime_dir=runtime_dir):
+            threads = scheduling.thread_scheduling(pid)
+            realtime = tuple(f"{t.name} {t.policy} {t.rt_priority}" for t in threads if t.realtime)
+            daemons.append(DaemonScheduling(name, pid, realtime, scheduling.rtprio_limit(pid)))
+    f.audio_daemons = daemons
+    f.rtkit_installed = any(os.path.exists(p) for p in RTKIT_FILES)
+    f.user_groups = [g.gr_name for g in grp.getgrall() if f.user in g.gr_mem]
+    try:
+        grp.getgrnam("pipewire")
+        pipewire_group = True
+    except KeyError:
+        pipewire_group = False
+    f.pipewire_group_limits = pipewire_group and os.path.exists(PW_LIMITS_FILE)
+
+
 def _settle() -> None:
     """Give a WirePlumber that is starting up a moment, so a check run just after a
     restart does not report it (and the defaults it restores) as missing."""
@@ -166,6 +201,8 @@ def gather() -> Facts:
         f.linger = _linger(f.user)
     _api_key_facts(f)
     _service_facts(f)
+    if reachable:
+        _scheduling_facts(f)
     return f
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from pivoicectl.core import echo_config
 from pivoicectl.core.echo_config import SINK_NAME, SOURCE_NAME
+from pivoicectl.core.realtime_rule import DaemonScheduling, realtime_verdict
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 
@@ -63,6 +64,14 @@ class Facts:
     restart_command: str = "systemctl --user restart pipewire pipewire-pulse wireplumber"
     last_measure: dict | None = None
     """The last `pivoicectl measure` result (paths.last_measure_file), if any."""
+    audio_daemons: list[DaemonScheduling] | None = None
+    """The running pipewire and pipewire-pulse processes; None: not looked for."""
+    rtkit_installed: bool | None = None
+    user_groups: list[str] = field(default_factory=list)
+    """The groups the user is configured in (/etc/group), not those of this process."""
+    pipewire_group_limits: bool = False
+    """/etc/security/limits.d/25-pw-rlimits.conf (Debian's pipewire-bin) is there and the
+    pipewire group exists: joining the group grants rtprio 95."""
 
     @property
     def pulse_ok(self) -> bool:
@@ -375,6 +384,8 @@ def evaluate(f: Facts) -> list[Check]:
 
     add(_service_check(f))
 
+    add(_realtime_check(f))
+
     # --- echo-guard: which `run --echo-guard` mode the measured cancellation calls for
     add(_echo_guard_check(f.last_measure))
 
@@ -405,6 +416,24 @@ def evaluate(f: Facts) -> list[Check]:
             )
         )
     return checks
+
+
+def _realtime_check(f: Facts) -> Check:
+    id_, t = "pipewire-realtime", "PipeWire runs with realtime priority"
+    if not f.pipewire_reachable:
+        return _skip(id_, t, "pipewire-running")
+    return Check(
+        id_,
+        t,
+        *realtime_verdict(
+            f.audio_daemons or [],
+            rtkit_installed=bool(f.rtkit_installed),
+            user=f.user,
+            user_groups=f.user_groups,
+            pipewire_group_limits=f.pipewire_group_limits,
+            restart_command=f.restart_command,
+        ),
+    )
 
 
 def _service_check(f: Facts) -> Check:

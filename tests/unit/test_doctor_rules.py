@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pivoicectl.core.doctor_rules import Facts, evaluate
 from pivoicectl.core.echo_config import EchoConfig
+from pivoicectl.core.realtime_rule import DaemonScheduling
 
 CONF = EchoConfig("mic", "spk", "1.4.2", {}).render()
 
@@ -22,6 +23,11 @@ def healthy(**changes) -> Facts:
         persisted={"default.configured.audio.source": "source_ec"},
         portaudio_names=["pulse", "default"],
         api_key_present=True,
+        audio_daemons=[
+            DaemonScheduling("pipewire", 812, ("data-loop.0 SCHED_RR 20",)),
+            DaemonScheduling("pipewire-pulse", 815, ("data-loop.0 SCHED_RR 20",)),
+        ],
+        rtkit_installed=True,
     )
     for k, v in changes.items():
         setattr(f, k, v)
@@ -46,6 +52,7 @@ def test_healthy_stack_passes_everything_it_can():
         "portaudio-pulse": "pass",
         "headless-linger": "skip",
         "assistant-service": "skip",
+        "pipewire-realtime": "pass",
         "echo-guard": "skip",
         "api-key": "pass",
     }
@@ -178,3 +185,73 @@ def test_a_key_file_others_can_read_is_a_warning_that_never_shows_the_key():
     )["api-key"]
     assert status == "warn" and "other users can read it" in detail
     assert fix == "chmod 600 /home/pi/.config/pivoicectl/config.toml"
+
+
+NOT_REALTIME = [DaemonScheduling("pipewire", 812), DaemonScheduling("pipewire-pulse", 815)]
+"""What a Pi with neither rtkit nor rtprio limits runs: no realtime thread, limit 0."""
+RESTART = "systemctl --user restart pipewire pipewire-pulse wireplumber"
+
+
+def test_realtime_passes_naming_the_threads_that_got_it():
+    status, detail, _ = by_id(healthy())["pipewire-realtime"]
+    assert status == "pass"
+    assert "pipewire (pid 812): data-loop.0 SCHED_RR 20" in detail
+
+
+def test_realtime_without_rtkit_says_to_install_it_and_restart():
+    f = healthy(audio_daemons=NOT_REALTIME, rtkit_installed=False, user="pi")
+    status, detail, fix = by_id(f)["pipewire-realtime"]
+    assert status == "warn"
+    assert "no realtime thread" in detail and "rtkit" in detail
+    assert fix == f"sudo apt-get install rtkit && {RESTART}"
+
+
+def test_realtime_without_rtkit_also_offers_the_pipewire_group_where_debian_ships_its_limits():
+    f = healthy(
+        audio_daemons=NOT_REALTIME, rtkit_installed=False, user="pi", pipewire_group_limits=True
+    )
+    fix = by_id(f)["pipewire-realtime"][2]
+    assert fix.startswith(f"sudo apt-get install rtkit && {RESTART}")
+    assert "sudo adduser pi pipewire, then sudo reboot" in fix
+    assert "/etc/security/limits.d/25-pw-rlimits.conf" in fix
+
+
+def test_realtime_with_rtkit_that_did_not_grant_it_points_at_the_group_or_rtkit():
+    f = healthy(audio_daemons=NOT_REALTIME, user="pi", pipewire_group_limits=True)
+    status, detail, fix = by_id(f)["pipewire-realtime"]
+    assert status == "warn" and "rtkit is installed" in detail
+    assert fix.startswith("sudo adduser pi pipewire")
+    f = healthy(audio_daemons=NOT_REALTIME, user="pi")
+    assert by_id(f)["pipewire-realtime"][2] == f"sudo systemctl restart rtkit-daemon && {RESTART}"
+
+
+def test_realtime_in_the_group_already_needs_the_user_manager_restarted():
+    f = healthy(
+        audio_daemons=NOT_REALTIME,
+        user="pi",
+        pipewire_group_limits=True,
+        user_groups=["audio", "pipewire"],
+    )
+    fix = by_id(f)["pipewire-realtime"][2]
+    assert "pi is in the pipewire group" in fix and fix.endswith("sudo reboot")
+
+
+def test_realtime_allowed_by_limits_but_not_taken_means_module_rt_is_off():
+    f = healthy(audio_daemons=[DaemonScheduling("pipewire", 812, (), rtprio_limit=95)])
+    status, detail, fix = by_id(f)["pipewire-realtime"]
+    assert status == "warn" and "RLIMIT_RTPRIO 95" in detail
+    assert "module.rt = false" in fix and fix.endswith(RESTART)
+
+
+def test_realtime_of_pipewire_pulse_alone_is_not_enough():
+    daemons = [
+        DaemonScheduling("pipewire", 812),
+        DaemonScheduling("pipewire-pulse", 815, ("data-loop.0 SCHED_FIFO 83",)),
+    ]
+    assert by_id(healthy(audio_daemons=daemons))["pipewire-realtime"][0] == "warn"
+
+
+def test_realtime_is_skipped_when_pipewire_is_down_or_out_of_sight():
+    assert by_id(healthy(pipewire_reachable=False))["pipewire-realtime"][0] == "skip"
+    status, detail, _ = by_id(healthy(audio_daemons=[]))["pipewire-realtime"]
+    assert status == "skip" and "cannot see the pipewire process" in detail
