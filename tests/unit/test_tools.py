@@ -513,8 +513,9 @@ type = "object"
 properties = { day = { type = "string", enum = ["today", "tomorrow"] } }
 
 [[run.mcp]]
-server_label = "later"
-server_url = "https://mcp.example/sse"
+name = "later"
+where = "remote"
+url = "https://mcp.example/mcp"
 """
 
 

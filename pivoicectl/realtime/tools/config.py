@@ -14,7 +14,8 @@
 
 A bad table names itself and the field (`config.toml: [[run.tools]] #2 "weather":
 timeout_s = 900 is out of range`), so the user fixes it before anything talks to the
-service. `[[run.mcp]]` tables are accepted and not used yet.
+service. `[[run.mcp]]` tables (MCP servers) are read by `mcp_config`; their names share
+one namespace with the tools'.
 """
 
 from __future__ import annotations
@@ -66,7 +67,15 @@ def load_toolbox(
         tool = _command_tool(table, where, env, taken)
         taken[tool.name] = f"[[run.tools]] #{number}"
         tools.append(tool)
-    return Toolbox(tools)
+    if "mcp" not in run_table:
+        return Toolbox(tools)
+    from pivoicectl.realtime.tools.mcp_config import mcp_servers
+    from pivoicectl.realtime.tools.mcp_local import quiet_sdk_logs
+
+    local, remote = mcp_servers(run_table["mcp"], env, taken, source)
+    if local:
+        quiet_sdk_logs()
+    return Toolbox(tools, sources=local, remote=remote)
 
 
 def _builtin_names(value: Any, source: str) -> list[str]:
