@@ -9,6 +9,7 @@ rich and `--json` both render.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import os
@@ -30,6 +31,9 @@ from pivoicectl.system import journal
 from pivoicectl.system.sd_notify import Notifier
 
 if TYPE_CHECKING:
+    from pivoicectl.realtime.client import RealtimeClient
+    from pivoicectl.realtime.edges.trace_file import TraceWriter
+    from pivoicectl.realtime.session.conversation import Conversation
     from pivoicectl.realtime.session.reconnect import RenewalPolicy
     from pivoicectl.realtime.session.uplink import UplinkSettings
     from pivoicectl.realtime.settings import AudioSettings
@@ -212,6 +216,42 @@ def load_tools() -> Toolbox:
     return load_toolbox(read_run_table(path), os.environ, str(path))
 
 
+async def start_tools(
+    toolbox: Toolbox,
+    client: RealtimeClient,
+    conversation: Conversation,
+    ui: ConsoleUi,
+    trace: TraceWriter,
+) -> None:
+    """Start the MCP servers the device runs ([[run.mcp]]; one status line for each
+    that does not start, its tools left out), then give the conversation every tool to
+    declare at session.created and the approvals to answer with. Ctrl+C meanwhile ends
+    the wait (the servers are stopped by `toolbox.aclose`)."""
+
+    def warn(text: str) -> None:
+        ui.show("status", f"({text})")
+        trace.write({"type": "tool_warning", "text": text})
+
+    starting = asyncio.ensure_future(toolbox.start(warn))
+    stopping = asyncio.ensure_future(client.stop_event.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not starting.done():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        return
+    starting.result()  # an exception here is a bug of ours: it ends the run
+    for secret in toolbox.secrets():
+        client.add_secret(secret)
+        trace.add_secret(secret)
+    conversation.config = dataclasses.replace(
+        conversation.config, tools=tuple(toolbox.declarations())
+    )
+    conversation.mcp.approvals = toolbox.mcp_approvals()
+    trace.write({"type": "tools", "names": toolbox.names()})
+
+
 def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
     """Run the assistant until a limit, Ctrl+C or SIGTERM; returns the summary."""
     from pivoicectl.realtime.client import ClientOptions, RealtimeClient
@@ -261,7 +301,8 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
 
         sink = HttpTraceSink(settings.trace.url)
     trace_file = settings.trace.file
-    trace = TraceWriter(Path(trace_file) if trace_file else None, secrets=(api_key,), sink=sink)
+    secrets = (api_key, *toolbox.secrets())  # the MCP servers' headers too
+    trace = TraceWriter(Path(trace_file) if trace_file else None, secrets=secrets, sink=sink)
     # The local server checks truncations exactly against the samples it sent; the
     # hosted service has been seen to reject points within tens of ms of the end.
     margin_ms = 0 if service.local else TruncationMargins().received_margin_ms
@@ -323,6 +364,7 @@ def run(settings: RunSettings, json_out: bool = False) -> RunSummary:
         for sig, name in ((signal.SIGINT, "Ctrl+C"), (signal.SIGTERM, "SIGTERM")):
             loop.add_signal_handler(sig, client.stop, name)
         try:
+            await start_tools(toolbox, client, conversation, ui, trace)
             return await client.run()
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -190,6 +190,12 @@ class RealtimeClient:
         self._audio_gone: str | None = None
         """Why the audio server is gone for good (the edge gave up waiting for it)."""
 
+    def add_secret(self, secret: str) -> None:
+        """Mask `secret` too in what is traced of the events (an MCP server's header,
+        sent in session.update); the trace writer should be told as well."""
+        if secret and secret not in self._secrets:
+            self._secrets = (*self._secrets, secret)
+
     def stop(self, reason: str) -> None:
         """Ask the run to end (signal handlers, limits); safe to call repeatedly."""
         if not self.stop_event.is_set():

@@ -96,6 +96,48 @@ def _a_function_call_if_one(value: Any) -> str:
     return ""
 
 
+MCP_ITEMS = ("mcp_call", "mcp_approval_request", "mcp_list_tools")
+"""Output and conversation items about MCP servers the service reaches."""
+_VISIBLE = re.compile(rf"[^\s\x00-\x1f\x7f]{{1,{MAX_NAME_CHARS}}}")
+
+
+def _a_visible_name(value: Any) -> str:
+    """A server label or MCP tool name: shown on a status line, so one word of
+    visible characters."""
+    if isinstance(value, str) and _VISIBLE.fullmatch(value):
+        return ""
+    return f"is not a name (1 to {MAX_NAME_CHARS} visible characters)"
+
+
+def _an_mcp_item_if_one(value: Any) -> str:
+    """An item; when it is about an MCP server, with the ids and names the client
+    shows, keeps and answers (an approval request's id is what the approval names)."""
+    if not isinstance(value, dict):
+        return "is not an object"
+    kind = value.get("type")
+    if kind not in MCP_ITEMS:
+        return ""
+    checks: list[tuple[str, Check, bool]] = [("server_label", _a_visible_name, _REQUIRED)]
+    if kind == "mcp_list_tools":
+        checks.append(("id", _an_id, _OPTIONAL))
+    else:
+        checks += [("id", _an_id, _REQUIRED), ("name", _a_visible_name, _REQUIRED)]
+    for key, check, required in checks:
+        if value.get(key) is None:
+            if required:
+                return f"is an {kind} item without {key}"
+            continue
+        problem = check(value[key])
+        if problem:
+            return f"is an {kind} item whose {key} {problem}"
+    return ""
+
+
+def _a_tool_item_if_one(value: Any) -> str:
+    """An output item; a function call or an MCP item checked as such."""
+    return _a_function_call_if_one(value) or _an_mcp_item_if_one(value)
+
+
 def _a_tool_name(value: Any) -> str:
     ok = isinstance(value, str) and TOOL_NAME.fullmatch(value) is not None
     return "" if ok else "is not a tool name (1 to 64 of a-z, A-Z, 0-9, _ and -)"
@@ -175,9 +217,29 @@ VALIDATED_EVENTS: dict[str, tuple[FieldCheck, ...]] = {
     ),
     "response.output_item.done": (
         ("response_id", _an_id, _OPTIONAL),
-        ("item", _a_function_call_if_one, _REQUIRED),
+        ("item", _a_tool_item_if_one, _REQUIRED),
+        ("item.type", _a_name, _OPTIONAL),
+        ("item.id", _an_id, _OPTIONAL),
+    ),
+    "response.output_item.added": (
+        ("response_id", _an_id, _OPTIONAL),
+        ("item", _an_mcp_item_if_one, _OPTIONAL),
         ("item.type", _a_name, _OPTIONAL),
     ),
+    "conversation.item.added": (
+        ("item", _an_mcp_item_if_one, _OPTIONAL),
+        ("item.type", _a_name, _OPTIONAL),
+    ),
+    "conversation.item.done": (
+        ("item", _an_mcp_item_if_one, _OPTIONAL),
+        ("item.type", _a_name, _OPTIONAL),
+    ),
+    "mcp_list_tools.in_progress": (("item_id", _an_id, _OPTIONAL),),
+    "mcp_list_tools.completed": (("item_id", _an_id, _OPTIONAL),),
+    "mcp_list_tools.failed": (("item_id", _an_id, _OPTIONAL),),
+    "response.mcp_call.in_progress": (("item_id", _an_id, _OPTIONAL), *_INDEXES[:1]),
+    "response.mcp_call.completed": (("item_id", _an_id, _OPTIONAL), *_INDEXES[:1]),
+    "response.mcp_call.failed": (("item_id", _an_id, _OPTIONAL), *_INDEXES[:1]),
     "error": (
         ("error", _an_object, _REQUIRED),
         ("error.type", _a_name, _OPTIONAL),

@@ -286,6 +286,27 @@ def function_call_output(call_id: str, output: str, event_id: str | None = None)
     return _event("conversation.item.create", event_id, item=item)
 
 
+def mcp_approval_response(
+    approval_request_id: str,
+    approve: bool,
+    item_id: str,
+    event_id: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """`conversation.item.create` answering an MCP server's approval request (a server
+    the service reaches). `item_id` names the new item: the service wants one the
+    client chose (at most 32 characters)."""
+    item: dict[str, Any] = {
+        "type": "mcp_approval_response",
+        "id": item_id,
+        "approval_request_id": approval_request_id,
+        "approve": approve,
+    }
+    if reason is not None:
+        item["reason"] = reason
+    return _event("conversation.item.create", event_id, item=item)
+
+
 def dumps(event: Mapping[str, Any]) -> str:
     """One client event as the compact JSON text frame the service expects."""
     return json.dumps(event, separators=(",", ":"))
@@ -337,6 +358,14 @@ KNOWN_SERVER_EVENTS = frozenset(
         "response.output_text.done",
         "response.function_call_arguments.delta",
         "response.function_call_arguments.done",
+        "response.mcp_call_arguments.delta",
+        "response.mcp_call_arguments.done",
+        "response.mcp_call.in_progress",
+        "response.mcp_call.completed",
+        "response.mcp_call.failed",
+        "mcp_list_tools.in_progress",
+        "mcp_list_tools.completed",
+        "mcp_list_tools.failed",
         "output_audio_buffer.started",
         "output_audio_buffer.stopped",
         "output_audio_buffer.cleared",

@@ -12,11 +12,12 @@ The only shared object is the `PlaybackQueue` (in memory, thread-safe): the mach
 pushes audio deltas into it and flushes it on barge-in; the audio callback pulls from
 it. All times are monotonic seconds passed in by the caller (`now_s`).
 
-Longer than most modules (about 600 lines) because it is one class: every handler reads
+Longer than most modules (about 700 lines) because it is one class: every handler reads
 and writes the same turn bookkeeping (which answers run, what was heard, which cut
 awaits the speaker's silence), and the barge-in rules can only be checked as a whole.
 What needs none of that state lives apart: the figures in `metrics`, the playback
-accounting in `playback`, the checks of the service's fields in `protocol.events`.
+accounting in `playback`, what the MCP servers the service reaches report in
+`mcp_events`, the checks of the service's fields in `protocol.events`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pivoicectl.realtime.protocol import events as ev
+from pivoicectl.realtime.session.mcp_events import McpEvents, McpStep
 from pivoicectl.realtime.session.metrics import TurnMetrics, add_usage
 from pivoicectl.realtime.session.playback import (
     PlaybackQueue,
@@ -152,6 +154,9 @@ class Conversation:
         """Responses created on the current connection: only their items exist in the
         service's session (a new connection is a new session)."""
         self.tools = ToolCalls()
+        self.mcp = McpEvents()
+        """The MCP servers the service reaches: set `mcp.approvals` to answer approval
+        requests (refused by default)."""
 
     # --- derived state -------------------------------------------------------------
 
@@ -209,6 +214,7 @@ class Conversation:
         self._speech_stopped_s = None
         self._half_sample.clear()
         self.tools.forget_connection()
+        self.mcp.forget_connection()
         actions: list[Action] = [Record({"type": "disconnected", "reason": reason})]
         for turn in list(self._active.values()):
             turn.status = "disconnected"
@@ -249,6 +255,7 @@ class Conversation:
     def _on_speech_started(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
         self.user_speaking = True
         self.tools.user_spoke()
+        self.mcp.user_spoke()
         actions: list[Action] = [
             Record({"type": "speech_started", "item_id": event.item_id, "at_s": now_s})
         ]
@@ -269,6 +276,7 @@ class Conversation:
             record = {"type": "local_barge_in", "source": source, "at_s": now_s}
             return [Record({**record, "session": "none"}), Show("status", "(interrupted)")]
         self.tools.user_spoke()
+        self.mcp.user_spoke()
         actions = self._interrupt(now_s, cancel=True, source=source)
         if actions:
             actions.insert(0, Record({"type": "local_barge_in", "source": source, "at_s": now_s}))
@@ -486,16 +494,49 @@ class Conversation:
         if run is not None:
             names = ", ".join(dict.fromkeys(call.name for call in run.calls))
             actions += [Show("status", f"(using {names} …)"), run]
+        free = run is None and self.ready and not self._active and not self.user_speaking
+        if self.mcp.go_on_after(response_id, event.response_status, free):
+            actions += [
+                Record({"type": "mcp_go_on", "response_id": response_id}),
+                Send(ev.response_create(self.ids.next())),
+            ]
         return actions
 
     def _on_output_item_done(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
         item = event.data["item"]
+        actions = self._mcp_actions(self.mcp.item(item, event.response_id, done=True))
         if item.get("type") != "function_call":
-            return []
+            return actions
         self.tools.item_done(event.response_id, item)
         return [
-            Record({"type": "tool_requested", "name": item["name"], "call_id": item["call_id"]})
+            *actions,
+            Record({"type": "tool_requested", "name": item["name"], "call_id": item["call_id"]}),
         ]
+
+    def _on_mcp_event(self, event: ev.ServerEvent, now_s: float) -> list[Action]:
+        """An item added or done, a tool listing's or a call's progress: about the MCP
+        servers the service reaches (`mcp_events`)."""
+        kind = event.type
+        if kind.startswith("mcp_list_tools."):
+            step = self.mcp.listing(kind.rsplit(".", 1)[1], event.item_id)
+        elif kind.startswith("response.mcp_call."):
+            step = self.mcp.call(kind.rsplit(".", 1)[1], event.item_id)
+        elif isinstance(item := event.data.get("item"), dict):  # checked when not null
+            step = self.mcp.item(item, event.response_id, kind.endswith(".done"))
+        else:
+            return []
+        return self._mcp_actions(step)
+
+    def _mcp_actions(self, step: McpStep) -> list[Action]:
+        actions: list[Action] = [Record(r) for r in step.records]
+        actions += [Show(kind, text) for kind, text in step.shows]
+        for a in step.approvals:
+            reason = None if a.approve else "not approved on this device"
+            event = ev.mcp_approval_response(
+                a.request_id, a.approve, a.item_id, self.ids.next(), reason
+            )
+            actions.append(Send(event))
+        return actions
 
     def tool_results(self, run: RunTools, results: list[ToolResult], now_s: float) -> list[Action]:
         """The outcomes of `run`'s calls: their outputs, then a `response.create` so the
@@ -641,6 +682,15 @@ _HANDLERS: dict[str, Callable[[Conversation, ev.ServerEvent, float], list[Action
     "response.output_audio_transcript.done": Conversation._on_assistant_transcript,
     "response.done": Conversation._on_response_done,
     "response.output_item.done": Conversation._on_output_item_done,
+    "response.output_item.added": Conversation._on_mcp_event,
+    "conversation.item.added": Conversation._on_mcp_event,
+    "conversation.item.done": Conversation._on_mcp_event,
+    "mcp_list_tools.in_progress": Conversation._on_mcp_event,
+    "mcp_list_tools.completed": Conversation._on_mcp_event,
+    "mcp_list_tools.failed": Conversation._on_mcp_event,
+    "response.mcp_call.in_progress": Conversation._on_mcp_event,
+    "response.mcp_call.completed": Conversation._on_mcp_event,
+    "response.mcp_call.failed": Conversation._on_mcp_event,
     "error": Conversation._on_error,
 }
 """Server events the conversation acts on (GA names; beta names are normalized). Each
