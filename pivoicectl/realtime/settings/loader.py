@@ -93,8 +93,8 @@ def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
 
 TOOL_KEYS = frozenset({"builtin_tools", "tools", "mcp"})
 """Keys of `[run]` that are not settings: the tool box (`pivoicectl.realtime.tools`) reads
-`builtin_tools` and the `[[run.tools]]` tables from `read_run_table`; `[[run.mcp]]` is
-accepted and not used yet."""
+`builtin_tools`, the `[[run.tools]]` tables and the `[[run.mcp]]` servers from
+`read_run_table`."""
 
 
 def read_run_table(path: Path) -> dict[str, Any]:
