@@ -37,7 +37,7 @@ from pivoicectl.realtime.edges.websocket import (
 )
 from pivoicectl.realtime.mic.mic_path import MicPath
 from pivoicectl.realtime.protocol import events as ev
-from pivoicectl.realtime.protocol.redact import trace_view
+from pivoicectl.realtime.protocol.redact import redact, trace_view
 from pivoicectl.realtime.session.conversation import (
     FATAL_ERRORS,
     Action,
@@ -631,7 +631,8 @@ class RealtimeClient:
         """Run actions that need no await; `Send`s outside a connection are dropped."""
         for action in actions:
             if isinstance(action, Show):
-                self.ui.show(action.kind, action.text)
+                # What the service says may quote a key or a header value: masked.
+                self.ui.show(action.kind, redact(action.text, self._secrets))
             elif isinstance(action, Record):
                 self.trace.write(action.record)
             elif isinstance(action, Finish):

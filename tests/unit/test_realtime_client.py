@@ -537,6 +537,20 @@ def test_unknown_garbage_and_error_events_do_not_end_the_session():
     assert result.reason == "test"
 
 
+def test_what_the_service_says_is_shown_with_the_key_masked():
+    async def script(h: Harness) -> None:
+        conn = await h.connected()
+        conn.push(session_created())
+        message = "Incorrect API key provided: sk-test-key-123456 (Bearer abc.def)"
+        conn.push({"type": "error", "error": {"type": "x", "message": message}})
+        await h.until(lambda: bool(h.ui.text("error")), "the error line")
+
+    _result, h = drive(script)
+    (line,) = h.ui.text("error")
+    assert "sk-test-key-123456" not in line and "abc.def" not in line
+    assert "Incorrect API key provided: [REDACTED]" in line
+
+
 def test_the_echo_gate_stays_shut_while_the_edge_says_its_speaker_still_sounds():
     """The queue is empty, but the edge still holds audio ahead of the speaker (the
     libpulse edge keeps it at the server): the gate must treat that as playing."""
