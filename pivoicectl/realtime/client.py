@@ -410,13 +410,17 @@ class RealtimeClient:
         for task in tasks - done:
             task.cancel()
         await asyncio.gather(*(tasks - done), return_exceptions=True)
+        # Every finished task's exception is read, not only the one acted on: the socket
+        # can close under the receiver and the sender in the same pass, and asyncio logs
+        # an exception nobody read ("Task exception was never retrieved", a traceback).
+        failed = {task: None if task.cancelled() else task.exception() for task in done}
         if stopper in done:
             return "stop"
         if renewer in done:
             return "renew"
         for task in (receiver, sender, watcher):
             if task in done:
-                exc = task.exception()
+                exc = failed[task]
                 if isinstance(exc, ConnectionLost):
                     return f"closed {exc.code}: {exc.reason}" if exc.code else exc.reason
                 if exc is not None:
