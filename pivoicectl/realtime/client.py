@@ -9,7 +9,7 @@ Threads: the audio callbacks run on PortAudio's thread and only touch the
 `PlaybackQueue` and a deque; everything else runs on one asyncio loop, which never
 waits on audio.
 
-It is longer than the other modules (about 600 lines) because the loop's tasks share
+It is longer than the other modules (about 700 lines) because the loop's tasks share
 one connection's state (the outbox, the pacer, the renewal timer) and are easier to
 check side by side than spread over modules that would pass that state around.
 """

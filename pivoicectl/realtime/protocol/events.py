@@ -12,6 +12,10 @@ Audio on the wire is 24 kHz mono PCM16 little-endian, base64 in JSON. Durations 
 carried as sample counts (at `SAMPLE_RATE_HZ`) wherever arithmetic happens, because the
 server measures `audio_end_ms` against the samples it produced; milliseconds only appear
 at the protocol boundary.
+
+A little over 500 lines because the session configuration, the client events and the
+parser share the protocol's constants and are read together when the protocol changes;
+the field checks of server events live apart in `event_checks`.
 """
 
 from __future__ import annotations
