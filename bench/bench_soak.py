@@ -71,7 +71,7 @@ a question that has just begun looks idle too. A renewal there sends the questio
 start to the old session; the stand-in's VAD, which calibrates its noise floor on a new
 connection's first frame, then never hears the rest. The soak measures the rest of
 `run`; that race is one to fix in `run`, not to trip over at random here."""
-GAP_S = 0.3
+GAP_S = 0.2
 """Between one answer's end and the next question."""
 
 # Variables that would point a child at the developer's own audio session.
@@ -194,7 +194,8 @@ class TraceFollower:
     def wait_listening(self, what: str) -> None:
         """Until a session is up, the audio is there, nothing plays, and both have been
         so for `SETTLE_S`."""
-        if not self.wait(lambda: self.ready and self.audio_ok and self.idle(), 30):
+        # 30 s is the longest reconnect backoff; then the connection itself.
+        if not self.wait(lambda: self.ready and self.audio_ok and self.idle(), 45):
             raise SoakAborted(f"run did not get back to listening ({what})")
         due_in_s = self.ready_at + self.renew_after_s - time.monotonic()
         if due_in_s < RENEWAL_GUARD_S:
@@ -469,6 +470,12 @@ def main() -> int:
             f"of one core over {summary['elapsed_s']:.0f} s; questions held back for a "
             f"renewal falling due: {trace.held_for_renewal}"
         )
+        waits = [r["delay_s"] for r in trace.records if r["type"] == "reconnect_wait"]
+        if waits:
+            print(
+                f"  reconnect waits (the backoff): {', '.join(f'{w:g}' for w in waits)} s; "
+                f"{sum(waits):.0f} s in all"
+            )
         if summary["renewals"] < 1:
             failures.append("no session renewal")
         if "session_expired" in codes:
