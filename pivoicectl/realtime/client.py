@@ -348,6 +348,9 @@ class RealtimeClient:
             if outcome == "renew":
                 self.renewals += 1
                 renewing = True
+                # A session that lived until its renewal worked: a drop of the next one
+                # is a first failure, not another in a row.
+                self._reconnector.reset()
                 self.ui.show("status", "(renewing the session before the service's time limit)")
                 continue
             if outcome != "stop" and not await self._backoff(f"connection lost ({outcome})"):
@@ -590,7 +593,9 @@ class RealtimeClient:
     def _housekeep(self, now: float) -> None:
         """Renew the session at an idle moment once that is due: checked every `TICK_S`
         while a renewal waits for one, else every `SLOW_TICK_S`."""
-        idle = self.conversation.is_idle(now)
+        # Not while the mic hears someone: a question that began a moment ago is not yet
+        # known to the service, and a renewal now would lose it.
+        idle = self.conversation.is_idle(now) and not self._pacer.speech_recent(now)
         if self._conn is not None and self._renewal.should_renew(idle):
             self._renew.set()
         due_in_s = self._renewal.seconds_until_due()

@@ -843,6 +843,52 @@ def test_renewal_happens_at_the_first_idle_moment_after_renew_after_s():
     assert result.reconnects == 0 and result.renewals == 1
 
 
+def test_a_session_that_lived_until_its_renewal_resets_the_backoff():
+    """Drops before and after a renewal each wait the first delay: the renewed session
+    worked, so the next drop is not 'another failure in a row'."""
+    growing = BackoffPolicy(initial_delay_s=0.1, max_delay_s=10.0, jitter_fraction=0.0)
+    renewal = RenewalPolicy(renew_after_s=0.3, session_limit_s=5.0, force_before_limit_s=1.0)
+    marks: dict[str, float] = {}
+
+    async def script(h: Harness) -> None:
+        first = await h.connected()
+        await h.until(lambda: bool(first.sent), "the first session")
+        first.drop()
+        second = await h.connected(2)
+        await h.until(lambda: bool(second.sent), "the second session")
+        third = await h.connected(3)  # the renewal
+        await h.until(lambda: bool(third.sent), "the renewed session")
+        marks["dropped_s"] = loop_now()
+        third.drop()
+        fourth = await h.connected(4)
+        marks["back_s"] = fourth.opened_s
+
+    result, _h = drive(
+        script, connector=FakeConnector(greet=True), renewal=renewal, backoff=growing
+    )
+    assert result.renewals >= 1
+    assert marks["back_s"] - marks["dropped_s"] == pytest.approx(0.1)
+
+
+def test_no_renewal_while_the_mic_hears_someone_the_service_has_not_reported_yet():
+    renewal = RenewalPolicy(renew_after_s=0.3, session_limit_s=10.0, force_before_limit_s=2.0)
+    marks: dict[str, float] = {}
+
+    async def script(h: Harness) -> None:
+        first = await h.connected()
+        await h.until(lambda: bool(first.sent), "the first session")
+        h.device.mic_level = LOUD_LEVEL  # a question starts; no speech_started comes
+        await asyncio.sleep(1.0)
+        marks["quiet_s"] = loop_now()
+        h.device.mic_level = 0
+        second = await h.connected(2)
+        marks["renewed_s"] = second.opened_s
+
+    drive(script, connector=FakeConnector(greet=True), renewal=renewal, uplink=BATCHED)
+    hangover_s = BATCHED.hangover_ms / 1000
+    assert marks["renewed_s"] >= marks["quiet_s"] + hangover_s - 0.05
+
+
 def test_renewal_is_forced_before_the_limit_when_never_idle():
     renewal = RenewalPolicy(renew_after_s=0.3, session_limit_s=1.0, force_before_limit_s=0.4)
 

@@ -119,6 +119,11 @@ class UplinkPacer:
         """Batching is on and nobody has been loud for the hangover."""
         return self.settings.quiet_batch_ms > 0 and now_s >= self._loud_until_s
 
+    def speech_recent(self, now_s: float) -> bool:
+        """Someone was loud within the hangover: the service may not have said so yet
+        (its speech_started comes a round trip and a VAD decision later)."""
+        return now_s < self._loud_until_s
+
     def period_ms(self, now_s: float, playing: bool = True) -> int:
         """How seldom the mic may be read for now without delaying a send: the idle batch
         while the room is quiet and nothing plays, the quiet batch while it is quiet, the
