@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -1258,3 +1259,48 @@ def test_without_mic_blocks_the_loop_timer_still_renews_a_grace_later():
     # Due at 0.3 s; the timer's check comes the grace after that.
     assert waited == pytest.approx(renewal.renew_after_s + client_module.MIC_GRACE_S)
     assert result.renewals == 1
+
+
+# --- fuzz, live -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fuzzed_frames_in_a_live_run_never_crash_it_and_the_answer_plays_whole(seed):
+    """The pure fuzz test's frames (schema-valid events from openai-python's models, the
+    same spoiled, malformed frames) between the deltas of a real answer, through the
+    running client: parsed, handled, traced; the run goes on and the answer is whole."""
+    from tests.unit.test_realtime_fuzz import acted_on, malformed, valid_events
+
+    rng = random.Random(seed)
+    answer = bytes(rng.randrange(256) for _ in range(4800 * 2))
+    chunks = [answer[i : i + 961] for i in range(0, len(answer), 961)]  # odd sizes
+    noise = valid_events(rng, 20) + acted_on(rng, 20)
+    rng.shuffle(noise)
+
+    async def script(h: Harness) -> None:
+        conn = await h.connected()
+        conn.push(session_created())
+        conn.push(response_created("resp_real"))
+        for i, chunk in enumerate(chunks):
+            conn.push(
+                {
+                    "type": "response.output_audio.delta",
+                    "response_id": "resp_real",
+                    "item_id": "item_real",
+                    "delta": ev.encode_audio(chunk),
+                }
+            )
+            for event in noise[i * 4 : i * 4 + 4]:
+                conn.push(event)
+            frame = malformed(rng)
+            conn.push(frame if isinstance(frame, str) else frame.decode("latin-1"))
+        await h.until(
+            lambda: h.conversation.playback.queued_samples >= len(answer) // 2, "the answer"
+        )
+        await asyncio.sleep(0.5)  # and what the noise may still do to it
+
+    result, h = drive(script)
+    assert result.reason == "test" and len(h.connector.calls) == 1
+    played, _ = h.conversation.playback.pull(len(answer) // 2)
+    assert played == answer
+    assert h.conversation.invalid_events >= len(chunks)
