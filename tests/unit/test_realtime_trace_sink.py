@@ -115,3 +115,18 @@ def test_a_session_with_a_hanging_collector_runs_and_ends_on_time():
         trace.close()
         assert time.monotonic() - start < 5.0
     assert client.stop_reason == "test" and client.mic_blocks_sent >= 30
+
+
+def test_a_trace_file_that_cannot_be_written_stops_with_one_warning_not_the_run(capsys):
+    """/dev/full opens for writing and refuses every write (ENOSPC), like a full disk."""
+    from pathlib import Path
+
+    from pivoicectl.realtime.edges.trace_file import TraceWriter
+
+    trace = TraceWriter(Path("/dev/full"))
+    trace.write({"type": "start"})  # no exception
+    trace.write({"type": "recv"})
+    trace.close()
+    assert trace.lost == "No space left on device"
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert lines == ["warning: the trace /dev/full stopped (No space left on device); run goes on"]

@@ -8,6 +8,7 @@ file even when it shows up inside an error message.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -37,6 +38,8 @@ class TraceWriter:
         self._secrets = tuple(s for s in secrets if s)
         self._t0_s = time.monotonic() if t0_s is None else t0_s
         self._file: IO[str] | None = None
+        self.lost: str | None = None
+        """Why the file stopped being written, if it did."""
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,8 +64,25 @@ class TraceWriter:
         if self.sink is not None:
             self.sink.post(line)
         if self._file is not None:
-            self._file.write(json.dumps(line, default=str) + "\n")
-            self._file.flush()
+            try:
+                self._file.write(json.dumps(line, default=str) + "\n")
+                self._file.flush()
+            except OSError as exc:  # disk full, the file system gone: the run goes on
+                self._give_up(exc)
+
+    def _give_up(self, exc: OSError) -> None:
+        """Stop writing the file, say so once, and keep the assistant running: a trace
+        is a record of the conversation, never a reason to end it."""
+        from pivoicectl import render
+
+        file, self._file = self._file, None
+        with contextlib.suppress(OSError):
+            if file is not None:
+                file.close()
+        self.lost = exc.strerror or type(exc).__name__
+        render.err().print(
+            render.plain(f"warning: the trace {self.path} stopped ({self.lost}); run goes on")
+        )
 
     def close(self) -> None:
         if self.sink is not None:
