@@ -1,4 +1,5 @@
-"""Cost per 20 ms frame: the StreamingVad (PCM16 level, adaptive floor) against a pure-Python peak-threshold is_silent.
+"""Cost per 20 ms frame: the StreamingVad (PCM16 level, adaptive floor) against a
+pure-Python peak-threshold is_silent.
 
 Run: .venv/bin/python bench/bench_vad.py
 
