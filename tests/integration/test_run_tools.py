@@ -3,6 +3,7 @@ call, `run` runs it for real, sends its output, and the answer says what it said
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import sys
@@ -77,3 +78,13 @@ def test_set_volume_really_changes_the_speaker_volume(room, tmp_path):
     assert call["ok"] is True, call
     _name, volume = _default_sink_volume(room.env["PULSE_SERVER"])
     assert volume == pytest.approx(0.30, abs=0.01)
+
+
+def test_get_local_time_answers_with_the_devices_clock(room, tmp_path):
+    _summary, records = _ask_with_tool(room, tmp_path, "get_local_time", "{}")
+    (call,) = [r for r in records if r["type"] == "tool_call"]
+    assert call["ok"] is True, call
+    told = json.loads(call["output"])
+    assert told["date"] == datetime.date.today().isoformat(), told
+    said = [r["text"] for r in records if r["type"] == "assistant"]
+    assert any("tool get_local_time said:" in t and told["date"] in t for t in said), said
