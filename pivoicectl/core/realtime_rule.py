@@ -2,13 +2,15 @@
 not, what on this system would grant it.
 
 Why it matters: PipeWire runs the graph and the echo canceller in its data-loop thread.
-Without realtime scheduling that thread takes turns with every busy program, and on a
-machine kept busy by other jobs the assistant hears itself (docs/figures.md, "Busy
-machine"). PipeWire asks for realtime by itself (libpipewire-module-rt): through
-RLIMIT_RTPRIO where the user's limits allow it, else through rtkit over D-Bus. Debian's
-pipewire-bin (bookworm-backports and trixie, PipeWire 1.4) recommends rtkit and ships
-/etc/security/limits.d/25-pw-rlimits.conf, which gives the `pipewire` group rtprio 95;
-so the fix is one of those two. Pure, so every branch is unit-tested.
+Without realtime scheduling that thread takes turns with every busy program; on a
+machine kept busy by other jobs the graph then misses deadlines (xruns), the canceller
+is left cancelling worse until PipeWire restarts, and the assistant hears itself
+(docs/figures.md, "Busy machine"). PipeWire asks for realtime by itself
+(libpipewire-module-rt): through RLIMIT_RTPRIO where the user's limits allow it, else
+through rtkit over D-Bus. Debian's pipewire-bin (bookworm-backports and trixie,
+PipeWire 1.4) recommends rtkit and ships /etc/security/limits.d/25-pw-rlimits.conf,
+which gives the `pipewire` group rtprio 95; so the fix is one of those two, then a
+restart. Pure, so every branch is unit-tested.
 """
 
 from __future__ import annotations
@@ -56,8 +58,9 @@ def realtime_verdict(
     if any(d.realtime_threads for d in main):
         return "pass", shown, ""
     why = (
-        f"{shown}: when other programs keep the CPU busy, the echo canceller waits its "
-        "turn and the assistant can hear itself"
+        f"{shown}: when other programs keep the CPU busy, PipeWire misses its deadlines, "
+        "the echo canceller then lets the assistant's voice through (until PipeWire "
+        "restarts) and the assistant interrupts itself"
     )
     limit = max((d.rtprio_limit or 0) for d in main)
     if limit > 0:

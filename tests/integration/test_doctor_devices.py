@@ -33,6 +33,7 @@ REQUIRED_IDS = {
     "portaudio-pulse",
     "headless-linger",
     "api-key",
+    "pipewire-realtime",
 }
 
 
@@ -209,3 +210,30 @@ def test_doctor_sees_the_pinned_mic_unplugged(room):
     assert code == 1
     detail = next(c["detail"] for c in report["checks"] if c["id"] == "echo-cancel-config")
     assert "sim_mic" in detail and "does not exist" in detail
+
+
+def test_doctor_reads_the_rooms_own_pipewire_scheduling_and_names_the_fix_without_it(room):
+    """The check looks at the pipewire serving this runtime dir (the socket's listener),
+    not at whichever pipewire runs on the machine; taken off realtime, it warns."""
+    import os
+
+    from pivoicectl.sim import instance
+    from pivoicectl.system.scheduling import thread_scheduling
+
+    pid = instance.read_instance(room.paths)["pids"]["pipewire"]
+    threads = thread_scheduling(pid)
+    _, report = doctor_json(room.env)
+    check = next(c for c in report["checks"] if c["id"] == "pipewire-realtime")
+    assert f"pipewire (pid {pid}):" in check["detail"]
+    got_rt = any(t.realtime for t in threads)  # module-rt got it where the user may (root)
+    assert check["status"] == ("pass" if got_rt else "warn"), check
+    if got_rt:
+        assert "data-loop.0 SCHED_FIFO 88" in check["detail"]
+
+    for t in threads:  # what a Pi without rtkit or rtprio limits runs
+        os.sched_setscheduler(t.tid, os.SCHED_OTHER, os.sched_param(0))
+    _, report = doctor_json(room.env)
+    check = next(c for c in report["checks"] if c["id"] == "pipewire-realtime")
+    assert check["status"] == "warn", check
+    assert f"pipewire (pid {pid}): no realtime thread" in check["detail"]
+    assert "rtkit" in check["detail"] and check["fix"]  # install it, or ask it why not
