@@ -1,15 +1,19 @@
 """Self-interruptions, underruns and residual echo of `pivoicectl run` on a busy machine.
 
 Run: .venv/bin/python bench/bench_busy.py [--rounds 6] [--conditions quiet,busy,busy-rt]
+     [--same-room] [--spinners 2] [--local] [-- RUN OPTIONS]
 
 Why: a Pi running other services is often busy, and with other jobs on both cores the
 barge-in integration test once heard the assistant interrupt itself early in an answer.
 This bench runs the barge-in scenario in the simulated room (after `setup`, so through
-source_ec) against the repeater server in its own `pivoicectl local-server` process,
-under each condition in turn:
+source_ec) against the repeater server in its own `pivoicectl local-server` process
+(`--local`: inside run's process, as the integration test has it), under each condition
+in turn, each in a new room unless `--same-room` (then what an earlier condition did to
+the echo canceller carries over: graph xruns without realtime leave it cancelling worse
+until PipeWire restarts):
 
 * quiet: nothing else runs; the room's PipeWire daemons as they start;
-* busy: two processes spin on the CPU at normal priority, and the room's PipeWire,
+* busy: two processes (`--spinners`) spin on the CPU at normal priority, and the room's PipeWire,
   WirePlumber and pipewire-pulse run with no realtime priority at all (every thread
   SCHED_OTHER, nice 0: a Pi with neither rtkit nor rtprio limits for the user);
 * busy-rt: the same load, with the daemons' data-loop threads at SCHED_FIFO and the
@@ -24,13 +28,16 @@ round, one interrupted by the person, one heard out. Figures per condition:
 * self-interruptions: answers interrupted (speech_started or a local barge-in) while
   the person was not talking, of all answers; and spurious turns (speech_started with
   nobody talking, whether or not an answer was playing);
-* underruns, overruns and mic blocks dropped, from run's --json summary;
+* underruns, overruns and mic blocks dropped, from run's --json summary; graph xruns,
+  the ERR count pw-top shows per node (the graph, echo canceller included, not done in
+  time);
 * residual echo in source_ec while the assistant talks and nobody else does (20 ms
   frames of a recording of source_ec, where a recording of sim_speaker.monitor is loud
   and the person is silent): median and 99th percentile in dBFS, the loudest 60 ms
   (what the repeater's VAD needs to start a turn: `vad_min_speech_ms` above
-  `vad_min_level_dbfs`), and the same for the first 0.3 s of every answer, which the
-  client sends as silence (`onset_mute_ms`).
+  `vad_min_level_dbfs`) and the longest run above that level, for the first 0.3 s of
+  every answer (which the client sends as silence, `onset_mute_ms`), 0.3-1 s, and the
+  rest.
 
 The room's daemons are set with sched_setscheduler on their threads (pids from the
 room's instance.json), which needs CAP_SYS_NICE (root, as on the development VM).
@@ -388,6 +395,12 @@ def main() -> None:
     ap.add_argument(
         "--local", action="store_true", help="run --local: the repeater inside run's process"
     )
+    ap.add_argument(
+        "--same-room",
+        action="store_true",
+        help="run the conditions one after the other in one room (what an earlier "
+        "condition did to the echo canceller carries over)",
+    )
     ap.add_argument("--quick", action="store_true", help="a smoke run: one round, busy-rt")
     ap.add_argument(
         "run_args", nargs="*", help="more `run` options after --, e.g. -- --echo-guard gate"
@@ -400,21 +413,28 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown condition {unknown[0]}: one of {', '.join(CONDITIONS)}")
     tmp = Path(tempfile.mkdtemp(prefix="pv-bench-busy-"))
-    room = Room(aec=True)
     print(
         f"barge-in scenario, {args.rounds} rounds of a {args.question_s:g} s question, "
         f"interrupted {args.barge_after_s:g} s into its answer, per condition; "
         f"{os.cpu_count()} CPUs; busy: {args.spinners or 2} spinning processes; "
         f"repeater {'inside run (--local)' if args.local else 'in its own process'}; "
-        f"run options: {' '.join(args.run_args) or '(defaults)'}"
+        f"run options: {' '.join(args.run_args) or '(defaults)'}; "
+        + ("one room for all conditions" if args.same_room else "a new room per condition")
     )
     results = []
+    room = None
     try:
         for name in names:
+            if room is None or not args.same_room:
+                if room is not None:
+                    room.close()
+                room = None  # a failed start must not be closed twice
+                room = Room(aec=True)
             results.append(run_condition(room, name, args.rounds, args, tmp))
             report(results[-1])
     finally:
-        room.close()
+        if room is not None:
+            room.close()
         shutil.rmtree(tmp, ignore_errors=True)
     total = sum(r.self_interruptions for r in results)
     answers = sum(r.answers for r in results)
