@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
-import shutil
 import socket
-import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +17,14 @@ from pivoicectl.core.doctor_rules import FAIL, PASS, SAFE_FIXES, SKIP, WARN, Che
 from pivoicectl.core.echo_config import EC_CAPTURE_STREAM, SINK_NAME, SOURCE_NAME
 from pivoicectl.core.realtime_rule import PW_LIMITS_FILE, DaemonScheduling
 from pivoicectl.errors import UserError
-from pivoicectl.system import last_measure, paths, restart, session_manager, wireplumber_state
+from pivoicectl.system import (
+    last_measure,
+    paths,
+    restart,
+    session_manager,
+    systemd,
+    wireplumber_state,
+)
 from pivoicectl.system.audio_server import AudioServer
 from pivoicectl.system.polling import wait_until
 
@@ -62,22 +67,6 @@ def _socket_accepts(path: str | None) -> bool:
     return True
 
 
-def _linger(user: str) -> bool | None:
-    if shutil.which("loginctl") is None:
-        return None
-    try:
-        out = subprocess.run(
-            ["loginctl", "show-user", user, "-p", "Linger", "--value"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() == "yes"
-
-
 def _api_key_facts(f: Facts) -> None:
     """Where the key is (never what it is), and which files holding it others can read."""
     from pivoicectl.system import key_files
@@ -94,7 +83,6 @@ def _api_key_facts(f: Facts) -> None:
 def _service_facts(f: Facts) -> None:
     from pivoicectl.commands.service import unit_path
     from pivoicectl.core.service_unit import UNIT_NAME
-    from pivoicectl.system import systemd
 
     f.service_installed = unit_path().exists()
     if not (f.service_installed and f.systemd_user):
@@ -192,13 +180,13 @@ def gather() -> Facts:
         f.portaudio_default_input = next((d.name for d in devices if d.default_input), None)
     except UserError as e:
         f.portaudio_error = e.message
-    f.systemd_user = restart.systemd_user_manager_running()
+    f.systemd_user = systemd.manager_running()
     try:
         f.user = getpass.getuser()
     except (KeyError, OSError):
         f.user = str(os.getuid())
     if f.systemd_user:
-        f.linger = _linger(f.user)
+        f.linger = systemd.linger(f.user)
     _api_key_facts(f)
     _service_facts(f)
     if reachable:

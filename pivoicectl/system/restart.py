@@ -7,12 +7,11 @@ the environment, and the one place that executes it is `execute`.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 
 from pivoicectl.errors import UserError
-from pivoicectl.system import paths
+from pivoicectl.system import systemd
 
 SYSTEMD_COMMAND = "systemctl --user restart pipewire pipewire-pulse wireplumber"
 ENV_VAR = "PIVOICECTL_RESTART_CMD"
@@ -29,14 +28,8 @@ class RestartPlan:
         return f"restart PipeWire: {self.command}"
 
 
-def systemd_user_manager_running() -> bool:
-    """A user manager listens on $XDG_RUNTIME_DIR/systemd/private while it runs."""
-    rd = paths.runtime_dir()
-    return bool(rd and (rd / "systemd" / "private").exists() and shutil.which("systemctl"))
-
-
 def plan() -> RestartPlan:
-    if systemd_user_manager_running():
+    if systemd.manager_running():
         return RestartPlan("systemd", SYSTEMD_COMMAND)
     custom = os.environ.get(ENV_VAR, "").strip()
     if custom:
