@@ -317,14 +317,19 @@ def test_dropped_connection_reconnects_restores_the_session_and_carries_on(room,
 
 
 @pytest.mark.timeout(150)
-def test_an_audio_server_restart_mid_conversation_is_survived(room, tmp_path):
+@pytest.mark.parametrize("backend", ["pulse", "portaudio"])
+def test_an_audio_server_restart_mid_conversation_is_survived(room, tmp_path, backend):
     """PipeWire, WirePlumber and pipewire-pulse restarted together (setup, an upgrade,
     a crash): run reopens its streams and the next question is heard and answered."""
     run_cli("setup", "--json", env=room.env, check=True)
     question = voiced_wav(tmp_path / "question.wav", 2.0, f0=140)
     again = voiced_wav(tmp_path / "again.wav", 1.5, f0=180)
     trace = tmp_path / "trace.jsonl"
-    run = RunProcess(room.env, trace, "--local", "--max-turns", "2", "--duration", "90")
+    run = RunProcess(
+        room.env,
+        trace,
+        *("--local", "--audio-backend", backend, "--max-turns", "2", "--duration", "90"),
+    )
     run.wait_for(lambda r: r["type"] == "session", 15, "session.created")
     time.sleep(0.5)
     subprocess.run(["paplay", "-d", "sim_air", str(question)], env=room.env, check=True)
@@ -348,9 +353,14 @@ def test_an_audio_server_restart_mid_conversation_is_survived(room, tmp_path):
 
 
 @pytest.mark.timeout(90)
-def test_an_audio_server_that_stays_away_ends_run_with_one_line_and_exit_1(room, tmp_path):
+@pytest.mark.parametrize("backend", ["pulse", "portaudio"])
+def test_an_audio_server_that_stays_away_ends_run_with_one_line_and_exit_1(room, tmp_path, backend):
     trace = tmp_path / "trace.jsonl"
-    run = RunProcess(room.env, trace, "--local", "--audio-timeout", "2", "--duration", "60")
+    run = RunProcess(
+        room.env,
+        trace,
+        *("--local", "--audio-backend", backend, "--audio-timeout", "2", "--duration", "60"),
+    )
     run.wait_for(lambda r: r["type"] == "session", 15, "session.created")
     instance.stop_daemons(room.paths)  # and it does not come back
     try:

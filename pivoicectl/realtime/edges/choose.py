@@ -62,4 +62,5 @@ def open_audio_edge(settings: AudioSettings, playback: PlaybackQueue) -> tuple[s
         input_block_ms=settings.input_block_ms,
         output_block_ms=settings.output_block_ms,
         keep_output_open=settings.keep_output_open,
+        audio_timeout_s=settings.timeout_s,
     )

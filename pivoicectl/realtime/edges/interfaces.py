@@ -19,6 +19,10 @@ MicSink = Callable[[bytes, float], None]
 (an edge that reads several blocks at once hands the older ones with their age, so the
 device-side decisions line them up with what the speaker played)."""
 
+REOPEN_DELAYS_S = (0.25, 0.5, 1.0, 2.0)
+"""Waits between attempts to reopen the streams after the audio server or the device went
+away (the last one repeats): a restarted PipeWire answers within about a second."""
+
 
 class AudioEdge(Protocol):
     underflows: int
@@ -96,7 +100,7 @@ class EdgeCounters:
         `PlaybackQueue`, and the echo guard must stay closed until it has played."""
         self.state_listener: Callable[[str, str], None] | None = None
         """Set by the client: told ("lost", why), ("back", ...) and ("gone", why) by an
-        edge that recovers from a lost audio server (the libpulse one)."""
+        edge that recovers from a lost audio server or device (both do)."""
         self.relaxed_ms = 0
         """Set by the client: the audio may be read this seldom (ms) for now, because
         the uplink sends it that seldom anyway (one of its batches); 0 while

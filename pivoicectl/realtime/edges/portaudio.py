@@ -18,7 +18,11 @@ device buffer (20 ms and more) had played out. Aborting takes under 1 ms; starti
 stream takes 15-20 ms, which is what the first answer's audio waits for.
 
 Starting, stopping and aborting can block, so they run on one small control thread,
-never on the event loop or in a callback.
+never on the event loop or in a callback. That thread also notices a lost device or
+audio server and brings the streams back. Measured in the room: when PipeWire restarts,
+PortAudio's ALSA host ends both streams within milliseconds (`active` turns false and
+the finished callback runs); closing them and opening new ones on the same device works
+once the server is back, with no PortAudio re-initialisation.
 """
 
 from __future__ import annotations
@@ -33,13 +37,19 @@ from typing import Any
 
 from pivoicectl.dsp.levels import FLOOR_DBFS, pcm16_dbfs
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.edges.interfaces import EdgeCounters, MicSink
+from pivoicectl.realtime.edges.interfaces import REOPEN_DELAYS_S, EdgeCounters, MicSink
 from pivoicectl.realtime.protocol.events import SAMPLE_RATE_HZ, ms_to_samples
 from pivoicectl.realtime.session.playback import PlaybackQueue, PlayReport
 from pivoicectl.system.audio_server import server_has_node
+from pivoicectl.system.portaudio import SERVER_ROUTED
 
-_PREFERRED = ("pulse", "pipewire", "default")
-"""Devices routed through the audio server (so through source_ec), in order."""
+INPUT_STALL_S = 2.0
+"""No mic block for this long while the input stream should run means the device or the
+audio server is gone even though PortAudio did not end the stream (blocks come 50 times a
+second). Only a backstop: a restarted audio server ends the streams at once."""
+
+WATCH_EVERY_S = 0.5
+"""How often the control thread looks for a stalled input while nothing else wakes it."""
 
 _PULSE_ENV = {"input": "PULSE_SOURCE", "output": "PULSE_SINK"}
 """How PortAudio's ALSA `pulse` device is pointed at one source or sink: libpulse
@@ -78,15 +88,29 @@ def resolve_device(sd: Any, wanted: str | None, kind: str) -> int | str | None:
             f"{'source' if kind == 'input' else 'sink'} of the audio server "
             "(see `pivoicectl devices`)",
         )
-    for name in _PREFERRED:
+    for name in SERVER_ROUTED:
         for d in usable:
             if d["name"].split(" ")[0] == name:
                 return int(d["index"])
     return None
 
 
+def _server_answers() -> bool:
+    from pivoicectl.system.audio_server import AudioServer
+
+    try:
+        with AudioServer.connect(timeout_s=1.0):
+            return True
+    except UserError:
+        return False
+
+
 class SoundDeviceAudio(EdgeCounters):
     """Full-duplex audio through sounddevice, feeding and fed by the conversation."""
+
+    reopen_delays_s: tuple[float, ...] = REOPEN_DELAYS_S
+    """Waits between attempts to reopen the streams (an attribute so a test can shorten
+    them)."""
 
     def __init__(
         self,
@@ -97,6 +121,7 @@ class SoundDeviceAudio(EdgeCounters):
         output_block_ms: int = 20,
         keep_output_open: bool = False,
         idle_stop_s: float = 0.5,
+        audio_timeout_s: float = 60.0,
     ) -> None:
         self.playback = playback
         self.input_device = input_device
@@ -107,7 +132,13 @@ class SoundDeviceAudio(EdgeCounters):
         """Never stop the output stream when idle (for devices that click on start)."""
         self.idle_stop_s = idle_stop_s
         """Stop the output stream after this long without assistant audio."""
+        self.audio_timeout_s = audio_timeout_s
+        """Give up ("gone") when the device has not come back within this long."""
+        self.error: str | None = None
+        """Why the streams are down, while they are."""
         super().__init__()
+        self._sd: Any = None
+        self._devices: dict[str, int | str | None] = {}
         self._out: Any = None
         self._in: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -115,10 +146,25 @@ class SoundDeviceAudio(EdgeCounters):
         self._commands: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._control: threading.Thread | None = None
         self._last_audio_s = 0.0
+        # Recovery state, owned by the control thread once it runs.
+        self._generation = 0
+        """Counts the stream pairs opened, so a late "ended" from a closed pair is ignored."""
+        self._last_input_s = 0.0
+        self._lost_s: float | None = None
+        self._gone = False
+        self._attempts = 0
+        self._next_attempt_s = 0.0
+        self._waits_for: list[tuple[str, str]] = []
+        """Audio-server nodes (name, kind) the streams go to, which must exist before a
+        reopen: a stream on a missing node quietly goes to the default, and right after a
+        restart the default is the raw mic, not source_ec."""
+        self._waits_for_defaults = False
+        """A stream goes to the server's default node: reopen once WirePlumber has set it."""
 
     # --- callbacks (PortAudio thread) ----------------------------------------------------
 
     def _on_input(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
+        self._last_input_s = time.monotonic()
         if status.input_overflow:
             self.overflows += 1
         loop, mic = self._loop, self._mic
@@ -159,47 +205,196 @@ class SoundDeviceAudio(EdgeCounters):
             )
         )
 
-    # --- output stream control (control thread) -------------------------------------------
+    # --- streams ----------------------------------------------------------------------
+
+    def _open_streams(self) -> None:
+        """Open both streams on the resolved devices and start the input; raises
+        sounddevice's PortAudioError, leaving no stream open."""
+        sd = self._sd
+        generation = self._generation + 1
+        wire = {"samplerate": SAMPLE_RATE_HZ, "channels": 1, "dtype": "int16"}
+        try:
+            self._out = sd.RawOutputStream(
+                **wire,
+                blocksize=self.output_block,
+                latency="low",
+                device=self._devices["output"],
+                callback=self._on_output,
+            )
+            self._in = sd.RawInputStream(
+                **wire,
+                blocksize=self.input_block,
+                latency="low",
+                device=self._devices["input"],
+                callback=self._on_input,
+                # PortAudio calls this when the stream ends by itself (the device or the
+                # audio server went away) as well as when it is stopped or closed.
+                finished_callback=lambda: self._commands.put(f"ended {generation}"),
+            )
+            self.output_latency_s = float(self._out.latency)
+            self.input_latency_s = float(self._in.latency)
+            self._generation = generation
+            self._last_input_s = time.monotonic()
+            self._in.start()
+        except sd.PortAudioError:
+            self._close_streams()
+            raise
+
+    def _close_streams(self, play_out: bool = False) -> None:
+        """Close both streams (idempotent); a broken device's errors are not ours to raise."""
+        self._generation += 1
+        streams = [s for s in (self._out, self._in) if s is not None]
+        self._out = self._in = None
+        for stream in streams:
+            try:
+                if play_out:
+                    stream.stop()  # the output plays out the end of the last answer
+                stream.close()
+            except Exception:  # closing a broken device must not hide why it broke
+                pass
+
+    def _wait_targets(self, kind: str, wanted: str | None, device: int | str | None) -> None:
+        """Note what a reopen must wait for when this stream goes through the audio server."""
+        sd = self._sd
+        info = sd.query_devices(device, kind) if device is not None else sd.query_devices(kind=kind)
+        if str(info["name"]).split(" ")[0] not in SERVER_ROUTED:
+            return
+        node = os.environ.get(_PULSE_ENV[kind])
+        if node:
+            self._waits_for.append((node, kind))
+        elif not wanted:
+            self._waits_for_defaults = True
+
+    def _devices_ready(self) -> bool:
+        from pivoicectl.system import session_manager
+
+        if not all(server_has_node(name, kind) for name, kind in self._waits_for):
+            return False
+        return not self._waits_for_defaults or session_manager.ready()
+
+    # --- control thread -------------------------------------------------------------------
 
     def _on_playback(self, what: str) -> None:
         """PlaybackQueue listener (loop thread): hand the event to the control thread."""
         self._commands.put(what)
 
     def _run_control(self) -> None:
-        out = self._out
         while True:
-            # Polls only while the stream runs (to notice the end of an answer); a
-            # stopped stream waits for the next command without waking up.
-            timeout = 0.1 if out.active and not self.keep_output_open else None
             try:
-                command = self._commands.get(timeout=timeout)
+                command = self._commands.get(timeout=self._control_timeout())
             except queue.Empty:
                 command = "tick"
             if command == "quit":
                 return
-            try:
+            if self._lost_s is not None or self._gone:
                 if command == "flush":
-                    if out.active:
-                        out.abort()
-                        self.output_aborts += 1
-                    # The speaker is silent from here on: a report with no audio in it
-                    # tells the conversation so (see Conversation.played).
-                    now = time.monotonic()
-                    self.sounding_until_s = now
-                    self._report(now, now, (), 0, FLOOR_DBFS)
-                if not out.active and (self.keep_output_open or self.playback.queued_samples):
-                    self._last_audio_s = time.monotonic()
-                    out.start()
-                    self.output_starts += 1
-                elif (
-                    out.active
-                    and not self.keep_output_open
-                    and not self.playback.queued_samples
-                    and time.monotonic() - self._last_audio_s > self.idle_stop_s
-                ):
-                    out.stop()  # plays out what the device holds, then returns
-            except Exception:  # a device that fails mid-run: keep serving the input
-                self.underflows += 1
+                    self._fall_silent()
+                self._maybe_reopen()
+                continue
+            why = self._why_lost(command)
+            if why:
+                self._lose(why)
+                continue
+            try:
+                self._control_output(command)
+            except self._sd.PortAudioError as exc:
+                self._lose(f"the output stream failed: {exc}")
+
+    def _control_timeout(self) -> float | None:
+        if self._gone:
+            return None
+        if self._lost_s is not None:
+            return max(0.0, self._next_attempt_s - time.monotonic())
+        if self._out.active and not self.keep_output_open:
+            return 0.1  # to notice the end of an answer
+        return WATCH_EVERY_S  # to notice a stalled input
+
+    def _why_lost(self, command: str) -> str | None:
+        if command.startswith("ended ") and int(command.split()[1]) != self._generation:
+            return None  # a stream closed earlier
+        if not self._in.active:
+            return "the input stream ended"
+        if time.monotonic() - self._last_input_s > INPUT_STALL_S:
+            return f"no mic audio for {INPUT_STALL_S:g} s"
+        return None
+
+    def _control_output(self, command: str) -> None:
+        out = self._out
+        if command == "flush":
+            if out.active:
+                out.abort()
+                self.output_aborts += 1
+            self._fall_silent()
+        if not out.active and (self.keep_output_open or self.playback.queued_samples):
+            self._last_audio_s = time.monotonic()
+            out.start()
+            self.output_starts += 1
+        elif (
+            out.active
+            and not self.keep_output_open
+            and not self.playback.queued_samples
+            and time.monotonic() - self._last_audio_s > self.idle_stop_s
+        ):
+            out.stop()  # plays out what the device holds, then returns
+
+    def _fall_silent(self) -> None:
+        """The speaker is silent from now on: a report with no audio in it tells the
+        conversation so (see Conversation.played)."""
+        now = time.monotonic()
+        self.sounding_until_s = now
+        self._report(now, now, (), 0, FLOOR_DBFS)
+
+    def _lose(self, why: str) -> None:
+        """The device or the audio server went away: close the streams, tell the client,
+        and try to reopen them until they are back or `audio_timeout_s` has passed."""
+        self.error = f"sound device lost ({why})"
+        self._close_streams()
+        self._fall_silent()
+        now = time.monotonic()
+        self._lost_s = now
+        self._attempts = 0
+        self._next_attempt_s = now + self.reopen_delays_s[0]
+        self._tell("lost", self.error)
+
+    def _maybe_reopen(self) -> None:
+        now = time.monotonic()
+        if self._gone or self._lost_s is None or now < self._next_attempt_s:
+            return
+        away_s = now - self._lost_s
+        if away_s > self.audio_timeout_s:
+            self._gone = True
+            self._lost_s = None
+            self._tell(
+                "gone",
+                f"the sound device did not come back within {self.audio_timeout_s:g} s "
+                f"({self.error})",
+            )
+            return
+        if self._devices_ready():
+            try:
+                self._open_streams()
+            except self._sd.PortAudioError:
+                pass
+            else:
+                self._lost_s = None
+                self.error = None
+                self._tell("back", f"sound device back after {away_s:.1f} s")
+                self._commands.put("tick")  # start the output if an answer is queued
+                return
+        self._attempts += 1
+        delays = self.reopen_delays_s
+        self._next_attempt_s = time.monotonic() + delays[min(self._attempts, len(delays) - 1)]
+
+    def _tell(self, state: str, text: str) -> None:
+        """Hand a state change to the event loop (from the control thread)."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(self._tell_listener, state, text)
+
+    def _tell_listener(self, state: str, text: str) -> None:
+        if self.state_listener is not None and self._mic is not None:
+            self.state_listener(state, text)
 
     # --- lifecycle (event loop thread) --------------------------------------------------
 
@@ -207,29 +402,17 @@ class SoundDeviceAudio(EdgeCounters):
         """Open both streams, start the input; device problems are a UserError."""
         from pivoicectl.system.portaudio import load_sounddevice
 
-        sd = load_sounddevice()
+        self._sd = sd = load_sounddevice()
         self._loop, self._mic = loop, mic
-        in_dev = resolve_device(sd, self.input_device, "input")
-        out_dev = resolve_device(sd, self.output_device, "output")
+        self._devices = {
+            "input": resolve_device(sd, self.input_device, "input"),
+            "output": resolve_device(sd, self.output_device, "output"),
+        }
         try:
-            wire = {"samplerate": SAMPLE_RATE_HZ, "channels": 1, "dtype": "int16"}
-            self._out = sd.RawOutputStream(
-                **wire,
-                blocksize=self.output_block,
-                latency="low",
-                device=out_dev,
-                callback=self._on_output,
-            )
-            self._in = sd.RawInputStream(
-                **wire,
-                blocksize=self.input_block,
-                latency="low",
-                device=in_dev,
-                callback=self._on_input,
-            )
-            self.output_latency_s = float(self._out.latency)
-            self.input_latency_s = float(self._in.latency)
-            self._in.start()
+            self._open_streams()
+            if _server_answers():
+                for kind, wanted in (("input", self.input_device), ("output", self.output_device)):
+                    self._wait_targets(kind, wanted, self._devices[kind])
         except sd.PortAudioError as exc:
             self.stop()
             raise UserError(
@@ -260,11 +443,4 @@ class SoundDeviceAudio(EdgeCounters):
         if control is not None:
             self._commands.put("quit")
             control.join(5.0)
-        streams = [s for s in (self._out, self._in) if s is not None]
-        self._out = self._in = None
-        for stream in streams:
-            try:
-                stream.stop()  # the output plays out the end of the last answer
-                stream.close()
-            except Exception:  # closing a broken device must not hide the real error
-                pass
+        self._close_streams(play_out=True)

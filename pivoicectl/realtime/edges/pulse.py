@@ -56,7 +56,7 @@ from typing import Any
 
 from pivoicectl.dsp.levels import FLOOR_DBFS, pcm16_dbfs
 from pivoicectl.errors import UserError
-from pivoicectl.realtime.edges.interfaces import EdgeCounters, MicSink
+from pivoicectl.realtime.edges.interfaces import REOPEN_DELAYS_S, EdgeCounters, MicSink
 from pivoicectl.realtime.edges.speaker_clock import (
     TIMING_EVERY_S,
     SpeakerClock,
@@ -70,10 +70,6 @@ RIDE_SLACK_S = 0.01
 """How much later than a period after a delta's tick the timer's own tick comes: deltas
 paced a period apart (the local server's, a steady service's) then always come first
 and carry every tick, and wakeup jitter does not hand ticks back to the timer."""
-
-REOPEN_DELAYS_S = (0.25, 0.5, 1.0, 2.0)
-"""Waits between attempts to reopen the streams after the audio server went away (the
-last one repeats): a restarted PipeWire answers within about a second."""
 
 SERVER_BUFFER_S = 2.0
 """Room the server keeps for the speaker stream; only the lead (at most a few hundred
