@@ -34,6 +34,7 @@ readonly STATE=/root/pivoicectl-check
 readonly ROOM_ENV=$STATE/room.env
 readonly BUILT_MARK=.pivoicectl-check-built       # in the chroot's top directory
 readonly BUILDING_MARK=.pivoicectl-check-building
+readonly FAIL_TAIL_LINES=60                      # of a failed step's log, on stderr
 
 usage() {
   cat <<EOF
@@ -426,6 +427,9 @@ verdict() {
     else
       echo "FAIL $name ($secs s): ${last:-no output} (exit $rc)"
     fi
+    # The end of the step's log, so a CI run that keeps only this output shows why.
+    echo "---- last $FAIL_TAIL_LINES lines of $log:" >&2
+    tail -n "$FAIL_TAIL_LINES" "$log" | sed 's/^/  | /' >&2
   fi
 }
 
@@ -574,7 +578,7 @@ if ((last_ok)); then
   step doctor-after-setup 120 0 "$room pivoicectl doctor"
   step measure 180 0 "$room pivoicectl measure" last
   step parrot-self-test 180 0 "$room pivoicectl parrot --self-test" last
-  # The assistant against the built-in parrot server while a simulated person asks.
+  # The assistant against the built-in stand-in server while a simulated person asks.
   step run-local 150 0 "$room
     pivoicectl run --local --max-turns 1 --duration 30 >$STATE/run.out 2>&1 &
     run_pid=\$!

@@ -159,3 +159,18 @@ def daemon_pids(
         same = [pid for pid in found if _runtime_dir(pid, proc) == runtime_dir]
         found = same or found
     return sorted(found)
+
+
+def pipewire_realtime() -> bool | None:
+    """Whether the PipeWire serving this user runs a realtime thread; None when its
+    process cannot be seen (another user's, or outside this container)."""
+    from pivoicectl.system import paths
+
+    sock = paths.pipewire_socket()
+    runtime = paths.runtime_dir()
+    pids = daemon_pids(
+        "pipewire", str(sock) if sock else None, runtime_dir=str(runtime) if runtime else None
+    )
+    if not pids:
+        return None
+    return any(t.realtime for pid in pids for t in thread_scheduling(pid))

@@ -372,3 +372,28 @@ def test_an_audio_server_that_stays_away_ends_run_with_one_line_and_exit_1(room,
     assert len(lines) == 1 and "did not come back within 2 s" in lines[0], err
     assert "Traceback" not in err
     assert _types(read_trace(trace), "audio_gone")
+
+
+@pytest.mark.timeout(90)
+def test_run_says_at_start_when_the_rooms_pipewire_has_no_realtime_priority(room, tmp_path):
+    """Without realtime a busy machine makes the canceller leak; run says so once at
+    start (and points at doctor), and says nothing when PipeWire has it."""
+    import os
+
+    from pivoicectl.system.scheduling import thread_scheduling
+
+    note = "PipeWire runs without realtime priority"
+    pid = instance.read_instance(room.paths)["pids"]["pipewire"]
+    threads = thread_scheduling(pid)
+    if any(t.realtime for t in threads):  # module-rt got it where the user may (root)
+        quiet = run_cli("run", "--local", "--duration", "1", env=room.env, check=True)
+        assert note not in quiet.stdout + quiet.stderr, quiet.stdout
+    for t in threads:  # what a Pi without rtkit or rtprio limits runs
+        os.sched_setscheduler(t.tid, os.SCHED_OTHER, os.sched_param(0))
+    trace = tmp_path / "trace.jsonl"
+    told = run_cli(
+        *("run", "--local", "--duration", "1", "--trace", str(trace)), env=room.env, check=True
+    )
+    shown = told.stdout + told.stderr
+    assert shown.count(note) == 1 and "`pivoicectl doctor` says how" in shown, shown
+    assert [r for r in read_trace(trace) if r["type"] == "warning" and note in r["text"]]
