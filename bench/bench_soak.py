@@ -303,6 +303,12 @@ def main() -> int:
     )
     ap.add_argument("--answer-speed", type=float, default=2.0, help="stand-in streaming speed")
     ap.add_argument("--keep", action="store_true", help="keep run's trace and output")
+    ap.add_argument(
+        "run_args",
+        nargs="*",
+        metavar="-- RUN_OPTIONS",
+        help="more options for run, e.g. `-- --audio-backend portaudio`",
+    )
     args = ap.parse_args()
     if args.turns < 2 or min(args.drop_every, args.restart_every, args.barge_every) < 1:
         ap.error("--turns must be at least 2 and every --*-every at least 1")
@@ -361,6 +367,7 @@ def main() -> int:
                 "--json",
                 "--duration",
                 str(60 * 60 * 4),
+                *args.run_args,
             ],
             env=env,
             stdout=out,
@@ -425,6 +432,7 @@ def main() -> int:
         f"real time; barge-ins {tally.barge_ins} (answer cut off in {tally.barge_ins_cut}), "
         f"dropped connections {tally.drops} (answer cut off in {tally.drops_cut}), "
         f"audio-server restarts {tally.restarts}"
+        + (f"; run options: {' '.join(args.run_args)}" if args.run_args else "")
     )
     failures: list[str] = []
     if aborted:
