@@ -37,18 +37,20 @@ after a wakeup, with cold caches, numpy's version cost 11 us a block and `audioo
 
 _PCM16_BYTES = 2
 _PCM16_FULL_SCALE = 32768.0
-_FLOOR_POWER = 10.0 ** (FLOOR_DBFS / 10.0)
 
 
 def pcm16_dbfs(pcm: bytes | bytearray | memoryview | np.ndarray) -> float:
     """RMS level of one block of PCM16 in dBFS, `FLOOR_DBFS` for silence or nothing.
 
     For the per-block live paths (every mic block and every played block of `run`, each
-    frame of the energy VAD): raw capture bytes or an int16 array, no conversion to
-    float. With `audioop` the RMS is counted in whole 16-bit steps (rounded down), so a
-    level reads up to 0.1 dB low above -50 dBFS and up to 0.8 dB low at -70 dBFS, and
-    anything under one step RMS (-90.3 dBFS) reads as the floor; without it (Python
-    3.13 on) the level is exact. A trailing odd byte is ignored.
+    frame of the energy VAD): raw capture bytes or an int16 array. The RMS is counted in
+    whole 16-bit steps, rounded down, as `audioop.rms` counts it, so a level reads up to
+    0.1 dB low above -50 dBFS and up to 0.8 dB low at -70 dBFS, and anything under one
+    step RMS (-90.3 dBFS) reads as the floor. Where Python has no `audioop` (3.13 on,
+    as on Raspberry Pi OS trixie) numpy counts the same steps bit for bit: with exact
+    levels there, the energy VAD's edges moved against bookworm's on the same audio,
+    and the thresholds would mean different things on the two. A trailing odd byte is
+    ignored.
     """
     if type(pcm) is bytes:  # what the edges deliver: the one check on the hot path
         n = len(pcm) >> 1
@@ -68,10 +70,12 @@ def pcm16_dbfs(pcm: bytes | bytearray | memoryview | np.ndarray) -> float:
         return FLOOR_DBFS
     if _audioop is not None:
         steps = _audioop.rms(pcm, _PCM16_BYTES)
-        return 20.0 * math.log10(steps / _PCM16_FULL_SCALE) if steps else FLOOR_DBFS
-    x = np.frombuffer(pcm, dtype=np.int16, count=n).astype(np.float32)
-    power = float(np.dot(x, x)) / (n * _PCM16_FULL_SCALE * _PCM16_FULL_SCALE)
-    return 10.0 * math.log10(power) if power > _FLOOR_POWER else FLOOR_DBFS
+    else:
+        # audioop's formula: the sum of squares in a double (exact here: integers under
+        # 2**53 up to 8 million samples), divided by n, square root, truncated.
+        x = np.frombuffer(pcm, dtype=np.int16, count=n).astype(np.float64)
+        steps = math.floor(math.sqrt(float(np.dot(x, x)) / n))
+    return 20.0 * math.log10(steps / _PCM16_FULL_SCALE) if steps else FLOOR_DBFS
 
 
 def as_float(signal: np.ndarray) -> np.ndarray:

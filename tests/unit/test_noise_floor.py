@@ -8,7 +8,9 @@ rule), so a change in any caller's behaviour shows up as a changed frame index. 
 then the energy VAD measures int16 frames with `pcm16_dbfs` (whole RMS steps, as the
 rest of the client always did) instead of an exact float sum; on this signal that moved
 one edge of one syllable by one frame with the stand-in server's settings (168 -> 169),
-and nothing else.
+and nothing else. The same decisions on every Python: the levels are counted in whole
+steps with or without audioop (exact levels on Python 3.13 once moved that edge back and
+two of the uplink's sends).
 """
 
 from __future__ import annotations
@@ -200,23 +202,12 @@ def test_the_signal_has_the_levels_it_claims():
     assert np.max(levels[100:200]) > -32.0
 
 
-EDGES_OFF_BY_ONE = 2
-"""How many of a caller's edges may sit one frame from the recorded one. Why: the
-signal is computed with numpy's sin and sqrt, whose SIMD code differs between numpy
-releases in the last bit (2.4 and 2.5 here), which moves a few int16 samples by one step
-and an edge that sits right on a threshold by one frame (vad_standin 169 on numpy 2.4,
-168 on 2.5). A change in a caller's rule moves many edges, or by more."""
-
-
 def test_every_caller_decides_as_before_the_tracker_was_shared():
     got = caller_decisions()
     want = json.loads(GOLDEN.read_text())
     assert sorted(got) == sorted(want)
     for name in want:
-        assert len(got[name]) == len(want[name]), (name, got[name])
-        moved = [(g, w) for g, w in zip(got[name], want[name], strict=True) if g != w]
-        assert all(abs(g - w) == 1 for g, w in moved), (name, moved)
-        assert len(moved) <= EDGES_OFF_BY_ONE, (name, moved)
+        assert got[name] == want[name], name
     # The signal exercises what the floor is for: the fan is speech to the VAD until the
     # floor has risen to it (about 2 s at 3 dB/s), then not.
     assert want["vad_parrot"][2:4] == [300, 397]
