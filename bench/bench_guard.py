@@ -121,8 +121,11 @@ def onset_times(
     return out
 
 
-def latency_round(room: Room, mode: str, rounds: int, tmp: Path, url: str) -> list[float]:
-    """Onset-to-silence latencies (ms) of `rounds` interruptions with --barge-in `mode`."""
+def latency_round(
+    room: Room, mode: str, rounds: int, tmp: Path, url: str, misses: list[str] | None = None
+) -> list[float]:
+    """Onset-to-silence latencies (ms) of `rounds` interruptions with --barge-in `mode`;
+    why a round gave no figure is appended to `misses`."""
     question = voiced_wav(tmp / "q.wav", 3.0, f0=140)
     interruption = voiced_wav(tmp / "i.wav", 1.0, f0=200)
     speaker = StampedRecorder(room.env, "sim_speaker.monitor")
@@ -171,10 +174,22 @@ def latency_round(room: Room, mode: str, rounds: int, tmp: Path, url: str) -> li
         )
     ends = [s0 + b for _, b in loud_segments(speaker_audio)]
     out = []
+    if misses is not None and len(onsets) < len(starts):
+        misses.append(
+            f"{mode}: {len(starts) - len(onsets)} of {len(starts)} onsets not found in "
+            f"{len(mic_audio) / RATE:.1f} s of mic recording (starts at "
+            f"{', '.join(f'{t - m0:.2f}' for t in starts)} s into it)"
+        )
     for onset in onsets:
         after = [e for e in ends if e > onset]
         if after and after[0] - onset < 2.0:
             out.append((after[0] - onset) * 1000)
+        elif misses is not None:
+            misses.append(
+                f"{mode}: the speaker did not fall silent within 2 s of the onset at "
+                f"{onset - s0:.2f} s ({len(speaker_audio) / RATE:.1f} s recorded; loud "
+                f"segments end at {', '.join(f'{e - s0:.2f}' for e in ends[:8])} s)"
+            )
     return out
 
 
