@@ -104,8 +104,11 @@ def set_daemons_realtime(paths: instance.SimPaths, on: bool) -> None:
     pids = instance.read_instance(paths).get("pids", {})
     for name, pid in pids.items():
         for t in thread_scheduling(pid):
+            # A data loop: "data-loop.0" from PipeWire 1.0 on; in 0.3 the one thread
+            # besides the main one that carries the daemon's own name.
+            data_loop = t.name.startswith("data-loop") or (t.tid != pid and t.name == name)
             with contextlib.suppress(ProcessLookupError):
-                if on and t.name.startswith("data-loop"):
+                if on and data_loop:
                     os.sched_setscheduler(t.tid, os.SCHED_FIFO, os.sched_param(RT_PRIO[name]))
                 else:
                     os.sched_setscheduler(t.tid, os.SCHED_OTHER, os.sched_param(0))
