@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from pivoicectl.core.measure_plan import DEFAULT_MIN_ERLE_DB
 from pivoicectl.sim.room import RoomSettings, expected_erl_db
 from tests.conftest import assert_one_line_error, run_cli
 
@@ -28,7 +29,10 @@ def test_measure_matches_the_room_and_rejects_bad_input(room, tmp_path):
     settings = RoomSettings()  # the `room` fixture's echo path
     assert abs(r["erl_db"] - expected_erl_db(settings)) <= 1.0, r
     assert abs(r["echo_delay_ms"] - settings.delay_ms) <= 1.0, r
-    assert r["erle_db"] >= 30.0, r
+    # The product's own bar. In the room the canceller usually reaches about 57 dB (capped
+    # by the output's digital silence); once, during the whole suite in the trixie
+    # chroot, 28.9 dB, still a pass. A canceller that is not there gives under 10 dB.
+    assert r["erle_db"] >= DEFAULT_MIN_ERLE_DB, r
     assert r["verdict"] == "pass" and r["ok"] is True
     assert r["nodes"]["mic"] == "sim_mic" and r["nodes"]["output"] == "source_ec"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
