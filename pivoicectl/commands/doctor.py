@@ -110,13 +110,10 @@ def _scheduling_facts(f: Facts) -> None:
 
     from pivoicectl.system import scheduling
 
-    runtime = paths.runtime_dir()
     pulse = paths.pulse_socket()
-    runtime_dir = str(runtime) if runtime else None
     daemons = []
     for name, sock in (("pipewire", f.pipewire_socket), ("pipewire-pulse", pulse)):
-        sock_path = str(sock) if sock else None
-        for pid in scheduling.daemon_pids(name, sock_path, runtime_dir=runtime_dir):
+        for pid in scheduling.serving_pids(name, str(sock) if sock else None):
             threads = scheduling.thread_scheduling(pid)
             realtime = tuple(f"{t.name} {t.policy} {t.rt_priority}" for t in threads if t.realtime)
             daemons.append(DaemonScheduling(name, pid, realtime, scheduling.rtprio_limit(pid)))

@@ -161,16 +161,22 @@ def daemon_pids(
     return sorted(found)
 
 
+def serving_pids(name: str, socket_path: str | None) -> list[int]:
+    """`daemon_pids` for this user's session: the socket's listener, else the daemons
+    whose XDG_RUNTIME_DIR is this environment's."""
+    from pivoicectl.system import paths
+
+    runtime = paths.runtime_dir()
+    return daemon_pids(name, socket_path, runtime_dir=str(runtime) if runtime else None)
+
+
 def pipewire_realtime() -> bool | None:
     """Whether the PipeWire serving this user runs a realtime thread; None when its
     process cannot be seen (another user's, or outside this container)."""
     from pivoicectl.system import paths
 
     sock = paths.pipewire_socket()
-    runtime = paths.runtime_dir()
-    pids = daemon_pids(
-        "pipewire", str(sock) if sock else None, runtime_dir=str(runtime) if runtime else None
-    )
+    pids = serving_pids("pipewire", str(sock) if sock else None)
     if not pids:
         return None
     return any(t.realtime for pid in pids for t in thread_scheduling(pid))

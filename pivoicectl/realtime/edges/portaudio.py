@@ -253,8 +253,9 @@ class SoundDeviceAudio(EdgeCounters):
             except Exception:  # closing a broken device must not hide why it broke
                 pass
 
-    def _wait_targets(self, kind: str, wanted: str | None, device: int | str | None) -> None:
-        """Note what a reopen must wait for when this stream goes through the audio server."""
+    def _wait_targets(self, kind: str, device: int | str | None) -> None:
+        """Note what a reopen must wait for when this stream goes through the audio server:
+        the node PULSE_SOURCE/PULSE_SINK names, else the server's default."""
         sd = self._sd
         info = sd.query_devices(device, kind) if device is not None else sd.query_devices(kind=kind)
         if str(info["name"]).split(" ")[0] not in SERVER_ROUTED:
@@ -262,7 +263,7 @@ class SoundDeviceAudio(EdgeCounters):
         node = os.environ.get(_PULSE_ENV[kind])
         if node:
             self._waits_for.append((node, kind))
-        elif not wanted:
+        else:
             self._waits_for_defaults = True
 
     def _devices_ready(self) -> bool:
@@ -411,8 +412,8 @@ class SoundDeviceAudio(EdgeCounters):
         try:
             self._open_streams()
             if _server_answers():
-                for kind, wanted in (("input", self.input_device), ("output", self.output_device)):
-                    self._wait_targets(kind, wanted, self._devices[kind])
+                for kind, device in self._devices.items():
+                    self._wait_targets(kind, device)
         except sd.PortAudioError as exc:
             self.stop()
             raise UserError(
