@@ -28,6 +28,9 @@ class AudioNeeds:
     output_device: str | None = None
     echo_cancel: bool = False
     """setup installed echo cancellation: wait for source_ec and the session manager."""
+    session_manager: bool = False
+    """A stream goes to the server's default: wait for the session manager, which sets
+    it (right after the server starts the default source is the raw mic, not source_ec)."""
 
 
 def needs_for(input_device: str | None, output_device: str | None) -> AudioNeeds:
@@ -49,11 +52,10 @@ def missing(needs: AudioNeeds) -> str | None:
         return f"the microphone {needs.input_device}"
     if needs.output_device and needs.output_device not in sinks:
         return f"the speaker {needs.output_device}"
-    if needs.echo_cancel:
-        if SOURCE_NAME not in sources:
-            return f"the echo canceller ({SOURCE_NAME})"
-        if not session_manager.ready():
-            return "the session manager (WirePlumber)"
+    if needs.echo_cancel and SOURCE_NAME not in sources:
+        return f"the echo canceller ({SOURCE_NAME})"
+    if (needs.echo_cancel or needs.session_manager) and not session_manager.ready():
+        return "the session manager (WirePlumber)"
     return None
 
 

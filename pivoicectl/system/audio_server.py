@@ -284,3 +284,12 @@ def server_has_node(name: str, kind: str) -> bool:
             return server.find(name, "source" if kind == "input" else "sink") is not None
     except UserError:
         return False
+
+
+def server_answers(timeout_s: float = 1.0) -> bool:
+    """Whether pipewire-pulse answers at all."""
+    try:
+        with AudioServer.connect(timeout_s=timeout_s):
+            return True
+    except UserError:
+        return False

@@ -29,6 +29,18 @@ def test_waits_for_the_session_manager_before_recording_the_default_source(late_
     assert late_room.info().default_source == "source_ec"
 
 
+def test_a_stream_to_the_default_waits_for_the_session_manager_without_setup(
+    late_room, monkeypatch
+):
+    """What an audio edge waits for before reopening a stream on the server's default."""
+    _use(late_room.env, monkeypatch)
+    instance.restart(late_room.paths)
+    seen: list[str] = []
+    waited_s = wait_for_audio(AudioNeeds(session_manager=True), 20.0, seen.append)
+    assert seen == ["waiting for the session manager (WirePlumber)"], seen
+    assert waited_s > 0.2
+
+
 def test_nothing_to_wait_for_returns_at_once(shared_room, monkeypatch):
     _use(shared_room.env, monkeypatch)
     seen: list[str] = []

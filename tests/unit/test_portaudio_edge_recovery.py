@@ -97,7 +97,7 @@ class FakeSoundDevice:
 def sd(monkeypatch: pytest.MonkeyPatch) -> FakeSoundDevice:
     fake = FakeSoundDevice()
     monkeypatch.setattr("pivoicectl.system.portaudio.load_sounddevice", lambda: fake)
-    monkeypatch.setattr(portaudio, "_server_answers", lambda: False)  # a plain ALSA device
+    monkeypatch.setattr(portaudio, "server_answers", lambda: False)  # a plain ALSA device
     monkeypatch.setattr(SoundDeviceAudio, "reopen_delays_s", (0.01, 0.02))
     return fake
 

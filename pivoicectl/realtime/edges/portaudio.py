@@ -40,7 +40,8 @@ from pivoicectl.errors import UserError
 from pivoicectl.realtime.edges.interfaces import REOPEN_DELAYS_S, EdgeCounters, MicSink
 from pivoicectl.realtime.protocol.events import SAMPLE_RATE_HZ, ms_to_samples
 from pivoicectl.realtime.session.playback import PlaybackQueue, PlayReport
-from pivoicectl.system.audio_server import server_has_node
+from pivoicectl.system.audio_ready import AudioNeeds, missing
+from pivoicectl.system.audio_server import server_answers, server_has_node
 from pivoicectl.system.portaudio import SERVER_ROUTED
 
 INPUT_STALL_S = 2.0
@@ -95,16 +96,6 @@ def resolve_device(sd: Any, wanted: str | None, kind: str) -> int | str | None:
     return None
 
 
-def _server_answers() -> bool:
-    from pivoicectl.system.audio_server import AudioServer
-
-    try:
-        with AudioServer.connect(timeout_s=1.0):
-            return True
-    except UserError:
-        return False
-
-
 class SoundDeviceAudio(EdgeCounters):
     """Full-duplex audio through sounddevice, feeding and fed by the conversation."""
 
@@ -154,12 +145,10 @@ class SoundDeviceAudio(EdgeCounters):
         self._gone = False
         self._attempts = 0
         self._next_attempt_s = 0.0
-        self._waits_for: list[tuple[str, str]] = []
-        """Audio-server nodes (name, kind) the streams go to, which must exist before a
-        reopen: a stream on a missing node quietly goes to the default, and right after a
-        restart the default is the raw mic, not source_ec."""
-        self._waits_for_defaults = False
-        """A stream goes to the server's default node: reopen once WirePlumber has set it."""
+        self._reopen_needs: AudioNeeds | None = None
+        """What must be there before a reopen when the streams go through the audio server
+        (None: they do not): a stream on a missing node quietly goes to the default, and
+        right after a restart the default is the raw mic, not source_ec."""
 
     # --- callbacks (PortAudio thread) ----------------------------------------------------
 
@@ -253,25 +242,30 @@ class SoundDeviceAudio(EdgeCounters):
             except Exception:  # closing a broken device must not hide why it broke
                 pass
 
-    def _wait_targets(self, kind: str, device: int | str | None) -> None:
-        """Note what a reopen must wait for when this stream goes through the audio server:
-        the node PULSE_SOURCE/PULSE_SINK names, else the server's default."""
+    def _note_reopen_needs(self) -> None:
+        """For each stream that goes through the audio server: the node
+        PULSE_SOURCE/PULSE_SINK names, else the server's default (so the session manager)."""
         sd = self._sd
-        info = sd.query_devices(device, kind) if device is not None else sd.query_devices(kind=kind)
-        if str(info["name"]).split(" ")[0] not in SERVER_ROUTED:
-            return
-        node = os.environ.get(_PULSE_ENV[kind])
-        if node:
-            self._waits_for.append((node, kind))
-        else:
-            self._waits_for_defaults = True
+        nodes: dict[str, str | None] = {"input": None, "output": None}
+        routed = defaults = False
+        for kind, device in self._devices.items():
+            info = (
+                sd.query_devices(device, kind)
+                if device is not None
+                else sd.query_devices(kind=kind)
+            )
+            if str(info["name"]).split(" ")[0] not in SERVER_ROUTED:
+                continue
+            routed = True
+            nodes[kind] = os.environ.get(_PULSE_ENV[kind]) or None
+            defaults = defaults or nodes[kind] is None
+        if routed:
+            self._reopen_needs = AudioNeeds(
+                nodes["input"], nodes["output"], session_manager=defaults
+            )
 
     def _devices_ready(self) -> bool:
-        from pivoicectl.system import session_manager
-
-        if not all(server_has_node(name, kind) for name, kind in self._waits_for):
-            return False
-        return not self._waits_for_defaults or session_manager.ready()
+        return self._reopen_needs is None or missing(self._reopen_needs) is None
 
     # --- control thread -------------------------------------------------------------------
 
@@ -411,9 +405,8 @@ class SoundDeviceAudio(EdgeCounters):
         }
         try:
             self._open_streams()
-            if _server_answers():
-                for kind, device in self._devices.items():
-                    self._wait_targets(kind, device)
+            if server_answers():
+                self._note_reopen_needs()
         except sd.PortAudioError as exc:
             self.stop()
             raise UserError(

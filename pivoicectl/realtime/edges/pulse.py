@@ -314,7 +314,8 @@ class PulseAudioEdge(EdgeCounters):
 
     def _reopen(self) -> None:
         """One attempt to get the audio back; the next is scheduled if it fails."""
-        from pivoicectl.system import libpulse, session_manager
+        from pivoicectl.system import libpulse
+        from pivoicectl.system.audio_ready import AudioNeeds, missing
 
         self._reopen_timer = None
         if self._lost_s is None or self._mic is None:
@@ -331,13 +332,12 @@ class PulseAudioEdge(EdgeCounters):
         try:
             # A stream on a device that is not there yet would quietly go to the default,
             # and before WirePlumber runs the default is not source_ec yet.
-            ready = all(
-                server_has_node(name, kind)
-                for name, kind in ((self.input_device, "input"), (self.output_device, "output"))
-                if name
+            needs = AudioNeeds(
+                self.input_device,
+                self.output_device,
+                session_manager=not (self.input_device and self.output_device),
             )
-            if ready and not (self.input_device and self.output_device):
-                ready = session_manager.ready()
+            ready = missing(needs) is None
             if ready:
                 self._open()
         except (libpulse.PulseError, UserError):
