@@ -16,6 +16,11 @@ what a barge-in calls) at T_int = T_push + 0.6 s. Printed:
 * interrupt at the speaker: tone end in the recording minus T_int (goal <= 25 ms), next
   to the client's estimate (the silent report after the abort);
 * the truncation error: the truncate's audio_end_ms minus the tone heard at the speaker;
+* the mic timeline against the speaker's: the first mic block loud with the tone's echo
+  (the room has no canceller here: the raw mic is the default), its start and end on
+  the time the edge says it was recorded (arrival minus its age) minus the tone's
+  `audible_s`. Both timelines are right when the room's speaker-to-mic delay falls
+  inside that block: the onset mute and the echo guard compare the two;
 
 The recorder's anchor is good to a few milliseconds: it read about -2 ms for the
 abort, which cannot truly be below 0. CPU is bench_run.py's business (the recorder
@@ -39,6 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_run import StampedRecorder
+from pivoicectl.dsp.levels import pcm16_dbfs
 from pivoicectl.realtime.edges.portaudio import SoundDeviceAudio
 from pivoicectl.realtime.edges.pulse import PulseAudioEdge
 from pivoicectl.realtime.protocol.events import SAMPLE_RATE_HZ
@@ -72,7 +78,12 @@ async def rounds(
 ) -> list[dict]:
     out = []
     loop = asyncio.get_running_loop()
-    audio.start(loop, lambda pcm, age_s: None)
+    mic_blocks: list[tuple[float, float]] = []  # (recorded until, level) per mic block
+
+    def mic(pcm: bytes, age_s: float) -> None:
+        mic_blocks.append((time.monotonic() - age_s, pcm16_dbfs(pcm)))
+
+    audio.start(loop, mic)
     await asyncio.sleep(1.0)
     try:
         for k in range(n):
@@ -91,6 +102,7 @@ async def rounds(
             await asyncio.sleep(0.2)
             reports = audio.drain_reports()
             first = next((r for r in reports if r.spans), None)
+            echo_end = next((t for t, level in mic_blocks if t > t_push and level > -40.0), None)
             silent = next((r for r in reports if r.callback_s >= t_int and not r.spans), None)
             out.append(
                 {
@@ -100,6 +112,9 @@ async def rounds(
                     "client_silent_ms": (silent.audible_s - t_int) * 1000 if silent else None,
                     "handed_ms": plan.played_samples / SAMPLE_RATE_HZ * 1000 if plan else None,
                     "truncate_ms": plan.audio_end_ms if plan else None,
+                    "echo_block_end_ms": (
+                        (echo_end - first.audible_s) * 1000 if first and echo_end else None
+                    ),
                 }
             )
             await asyncio.sleep(getattr(audio, "idle_stop_s", 0.5) + 0.5)  # idle again
@@ -137,7 +152,8 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="pvsim-play-", dir="/tmp"))
     paths = instance.SimPaths(root)
-    instance.up(paths, RoomSettings())
+    room = RoomSettings()
+    instance.up(paths, room)
     env = clean_env(**instance.environment(paths))
     os.environ.update(env)  # PortAudio's pulse device finds the room's server
     try:
@@ -193,6 +209,15 @@ def main() -> None:
     print("  each: " + " ".join(f"{x:.0f}" for x in truncate_err))
     print(f"gaps in the tone at the speaker (silence while it ran dry): {fmt(gaps)}")
     print("  each: " + " ".join(f"{x:.0f}" for x in gaps))
+    block_ms = args.input_block_ms
+    echo_ends = [r["echo_block_end_ms"] for r in results if r["echo_block_end_ms"] is not None]
+    inside = sum(e - block_ms <= room.delay_ms <= e for e in echo_ends)
+    print(
+        f"echo on the mic timeline, first loud block's end minus audible_s "
+        f"(room delay {room.delay_ms:g} ms, blocks {block_ms} ms): {fmt(echo_ends)}; "
+        f"the delay inside that block in {inside} of {len(echo_ends)}"
+    )
+    print("  each: " + " ".join(f"{x:.0f}" for x in echo_ends))
     print(f"underruns: {audio.underflows}")
 
 

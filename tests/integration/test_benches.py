@@ -54,6 +54,7 @@ def _playback(out: str) -> None:
     assert _figure(out, r"first audio at the speaker .*?: median (-?[\d.]+) ms") < 50
     assert _figure(out, r"interrupt at the speaker .*?: median (-?[\d.]+) ms") < 25
     assert abs(_figure(out, r"truncate minus heard .*?: median (-?[\d.]+) ms")) < 20
+    assert -50 < _figure(out, r"echo on the mic timeline.*?: median (-?[\d.]+) ms") < 100
 
 
 def _run(out: str) -> None:
