@@ -16,11 +16,11 @@ what a barge-in calls) at T_int = T_push + 0.6 s. Printed:
 * interrupt at the speaker: tone end in the recording minus T_int (goal <= 25 ms), next
   to the client's estimate (the silent report after the abort);
 * the truncation error: the truncate's audio_end_ms minus the tone heard at the speaker;
-* the mic timeline against the speaker's: the first mic block loud with the tone's echo
-  (the room has no canceller here: the raw mic is the default), its start and end on
-  the time the edge says it was recorded (arrival minus its age) minus the tone's
-  `audible_s`. Both timelines are right when the room's speaker-to-mic delay falls
-  inside that block: the onset mute and the echo guard compare the two;
+* the mic timeline against the speaker's: the end of the first mic block loud with the
+  tone's echo (the room has no canceller here: the raw mic is the default), on the time
+  the edge says it was recorded (arrival minus its age), minus the tone's `audible_s`.
+  Both timelines are right when the room's speaker-to-mic delay falls inside that block
+  (end minus one block to end): the onset mute and the echo guard compare the two;
 
 The recorder's anchor is good to a few milliseconds: it read about -2 ms for the
 abort, which cannot truly be below 0. CPU is bench_run.py's business (the recorder

@@ -1,4 +1,5 @@
-"""Recording and playing in the room with the stock Pulse tools (parec, paplay)."""
+"""Recording and playing in the room with the stock Pulse tools (parec, paplay), and
+which source and sink a process's streams really connect to."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from pivoicectl.system.audio_server import AudioServer
 
 
 @dataclass
@@ -85,3 +89,19 @@ def noise_wav(path: Path, seconds: float, level: float = 0.1, seed: int = 3) -> 
     rng = np.random.default_rng(seed)
     write_wav(path, rng.standard_normal(int(48000 * seconds)) * level, 48000)
     return path
+
+
+def streams_of(env: Mapping[str, str], pid: int) -> dict[str, list[str]]:
+    """The sources process `pid` records from and the sinks it plays to."""
+    with AudioServer.connect(env=env) as server:
+        pulse = server._pulse
+        sources = {s.index: s.name for s in pulse.source_list()}
+        sinks = {s.index: s.name for s in pulse.sink_list()}
+
+        def mine(stream) -> bool:
+            return stream.proplist.get("application.process.id") == str(pid)
+
+        return {
+            "sources": [sources.get(o.source, "?") for o in pulse.source_output_list() if mine(o)],
+            "sinks": [sinks.get(o.sink, "?") for o in pulse.sink_input_list() if mine(o)],
+        }

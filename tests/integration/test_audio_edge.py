@@ -19,11 +19,11 @@ import pytest
 
 PROBE = r"""
 import asyncio, json, os, sys
-from pivoicectl.system.audio_server import AudioServer
 from pivoicectl.errors import UserError
 from pivoicectl.realtime.edges.portaudio import SoundDeviceAudio
 from pivoicectl.realtime.session.playback import PlaybackQueue
 from pivoicectl.realtime.edges.pulse import PulseAudioEdge
+from tests.integration.audio import streams_of
 
 async def main():
     queue = PlaybackQueue()
@@ -36,16 +36,7 @@ async def main():
         return
     queue.push("item", "resp", bytes(48000))  # 1 s of silence: the output stream starts
     await asyncio.sleep(0.6)
-    with AudioServer.connect() as server:
-        pulse = server._pulse
-        sources = {s.index: s.name for s in pulse.source_list()}
-        sinks = {s.index: s.name for s in pulse.sink_list()}
-        me = str(os.getpid())
-        mine = lambda o: o.proplist.get("application.process.id") == me
-        result = {
-            "sources": [sources.get(o.source) for o in pulse.source_output_list() if mine(o)],
-            "sinks": [sinks.get(o.sink) for o in pulse.sink_input_list() if mine(o)],
-        }
+    result = streams_of(os.environ, os.getpid())
     audio.stop()
     print(json.dumps(result))
 

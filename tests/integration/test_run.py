@@ -24,7 +24,7 @@ from pivoicectl.realtime.edges.trace_file import read_trace
 from pivoicectl.sim import instance
 from pivoicectl.system.wavfile import write_wav
 from tests.conftest import run_cli
-from tests.integration.audio import start_record, stop_record
+from tests.integration.audio import start_record, stop_record, streams_of
 
 RATE = 48_000
 PREFIX_MS = 300  # server_vad prefix padding: the repeater's answer starts this much early
@@ -136,23 +136,6 @@ def _types(records: list[dict], kind: str) -> list[dict]:
 
 def _recv(records: list[dict], event_type: str) -> list[dict]:
     return [r for r in records if r["type"] == "recv" and r["event"]["type"] == event_type]
-
-
-def _recording_from(env: dict[str, str], pid: int) -> list[str]:
-    """The sources that process `pid` records from."""
-
-    def listing(kind: str) -> list[dict]:
-        out = subprocess.run(
-            ["pactl", "-f", "json", "list", kind], env=env, capture_output=True, check=True
-        ).stdout
-        return json.loads(out)
-
-    names = {s["index"]: s["name"] for s in listing("sources")}
-    return [
-        names.get(o["source"], "?")
-        for o in listing("source-outputs")
-        if o["properties"].get("application.process.id") == str(pid)
-    ]
 
 
 def _sent(records: list[dict], event_type: str) -> list[dict]:
@@ -358,7 +341,7 @@ def test_an_audio_server_restart_mid_conversation_is_survived(late_room, tmp_pat
     run.wait_for(lambda r: r["type"] == "audio_lost", 10, "the loss noticed")
     back = run.wait_for(lambda r: r["type"] == "audio_back", 30, "the audio reopened")
     # Reopened on the canceller, not on the raw mic that is the default for a moment.
-    assert _recording_from(room.env, run.proc.pid) == ["source_ec"]
+    assert streams_of(room.env, run.proc.pid)["sources"] == ["source_ec"]
     time.sleep(0.5)
     subprocess.run(["paplay", "-d", "sim_air", str(again)], env=room.env, check=True)
     answer = run.wait_for_answers(2, 10)

@@ -64,6 +64,7 @@ from pivoicectl.realtime.edges.speaker_clock import (
 )
 from pivoicectl.realtime.protocol.events import BYTES_PER_SAMPLE, SAMPLE_RATE_HZ, ms_to_samples
 from pivoicectl.realtime.session.playback import PlaybackQueue, PlayReport
+from pivoicectl.system.audio_ready import AudioNeeds, missing
 from pivoicectl.system.audio_server import server_has_node
 
 RIDE_SLACK_S = 0.01
@@ -315,7 +316,6 @@ class PulseAudioEdge(EdgeCounters):
     def _reopen(self) -> None:
         """One attempt to get the audio back; the next is scheduled if it fails."""
         from pivoicectl.system import libpulse
-        from pivoicectl.system.audio_ready import AudioNeeds, missing
 
         self._reopen_timer = None
         if self._lost_s is None or self._mic is None:
